@@ -1,0 +1,51 @@
+"""The contract between the multi-turn rollout loop and an environment.
+
+An environment episode is driven by text: the model's turn is passed verbatim to ``step`` (the environment
+parses it), and the environment answers with an observation that becomes the next user message. Environments
+never see token ids; the rollout loop owns tokenization and masks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StepResult:
+    observation: str
+    reward: float = 0.0
+    done: bool = False
+    valid: bool = True  # False when the action was unparseable / refused (a format penalty is in ``reward``)
+    stop_reason: str | None = None  # set when done: "solved", "failed", ... (the loop adds "max_turns", ...)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EpisodeScore:
+    success: bool  # Acc.
+    completion: float  # Comp., in [0, 1]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class TextEnv(ABC):
+    """A multi-turn environment played through text actions. One instance plays one episode at a time."""
+
+    name: str = "env"
+
+    @abstractmethod
+    def reset(self, example: Mapping[str, Any]) -> str | None:
+        """Start an episode for a dataset row; return extra text for the first user message, or None."""
+
+    @abstractmethod
+    def step(self, action: str) -> StepResult:
+        """Apply the model's raw turn text and return what the environment answers."""
+
+    @abstractmethod
+    def score(self) -> EpisodeScore:
+        """Acc./Comp. of the episode so far (called once the episode ends)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (processes, databases)."""

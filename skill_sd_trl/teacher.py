@@ -1,0 +1,147 @@
+"""The teacher: a LoRA-synced copy of the student (or, without PEFT, the live/frozen weights).
+
+With PEFT the teacher is a second adapter (``args.teacher_adapter_name``) on the student's own ``PeftModel``: the
+base weights are shared, so the teacher costs only adapter-sized memory. Its weights follow the trained adapter
+according to the sync mode:
+
+- ``dynamic``: copied from the trained adapter before every generation batch (every ``teacher_sync_steps`` steps);
+- ``frozen``: the initial adapter, never updated;
+- ``ema``: ``teacher ← (1 − r)·teacher + r·student`` at each sync.
+
+Without PEFT, ``dynamic`` reuses the live weights under ``torch.no_grad`` (no copy at all), while ``frozen`` and
+``ema`` keep one full frozen copy of the model: **this doubles the weight memory** (not the optimizer state) and is
+refused for sharded models (DeepSpeed ZeRO-3 / FSDP), which must use PEFT instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+
+import torch
+from accelerate.utils import DistributedType, is_peft_model
+
+logger = logging.getLogger(__name__)
+
+
+class Teacher:
+    """Owns the teacher's weights and the context in which a forward pass runs as the teacher."""
+
+    def __init__(self, model, args, accelerator=None):
+        self.model = model  # the (unwrapped) student model the trainer optimizes
+        self.mode = args.teacher_sync_mode
+        self.sync_steps = args.teacher_sync_steps
+        self.ema_rate = args.teacher_ema_rate
+        self.adapter_name = args.teacher_adapter_name
+        self.sync_count = 0
+        self.last_sync_step: int | None = None
+        self.is_peft = is_peft_model(model)
+        self._copy = None
+        if self.is_peft:
+            self.student_adapter = model.active_adapter
+            if self.adapter_name == self.student_adapter:
+                raise ValueError(
+                    f"teacher_adapter_name={self.adapter_name!r} is the trained adapter's name; choose another name."
+                )
+            self._add_teacher_adapter()
+        elif self.mode in ("frozen", "ema"):
+            distributed = getattr(accelerator, "distributed_type", None)
+            if distributed in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+                raise ValueError(
+                    f"teacher_sync_mode={self.mode!r} without PEFT keeps a full copy of the model, which cannot be "
+                    f"made of a sharded ({distributed}) model. Pass a peft_config (LoRA): the teacher is then a second "
+                    "adapter."
+                )
+            self._copy = copy.deepcopy(model).eval()
+            self._copy.requires_grad_(False)
+
+    # -- weights ---------------------------------------------------------------------------------------------
+    def _pairs(self):
+        """(student parameter, teacher parameter) pairs of the two adapters, matched by name."""
+        student_tag, teacher_tag = f".{self.student_adapter}.", f".{self.adapter_name}."
+        params = dict(self.model.named_parameters())
+        pairs = []
+        for name, param in params.items():
+            if teacher_tag in name:
+                source = params.get(name.replace(teacher_tag, student_tag))
+                if source is None:
+                    raise RuntimeError(f"teacher adapter parameter {name} has no student counterpart")
+                pairs.append((source, param))
+        if not pairs:
+            raise RuntimeError(f"adapter {self.adapter_name!r} has no parameters; is the model a LoRA PeftModel?")
+        return pairs
+
+    def _add_teacher_adapter(self):
+        config = copy.deepcopy(self.model.peft_config[self.student_adapter])
+        # Creating an adapter draws random init values: fork the RNG so the run's sampling stream is unchanged.
+        with torch.random.fork_rng(devices=[]):
+            self.model.add_adapter(self.adapter_name, config)
+        for _, teacher_param in self._pairs():
+            teacher_param.requires_grad_(False)
+        self._copy_weights(rate=1.0)
+        self.sync_count = 0
+
+    @torch.no_grad()
+    def _copy_weights(self, rate: float):
+        if self.is_peft:
+            for source, target in self._pairs():
+                target.lerp_(source.detach().to(target.dtype), rate)
+        else:
+            for source, target in zip(self.model.parameters(), self._copy.parameters(), strict=True):
+                target.lerp_(source.detach().to(target.dtype), rate)
+
+    def sync(self, step: int | None = None) -> None:
+        """Apply the sync mode once (no-op for ``frozen`` and for the live full-model teacher)."""
+        if self.mode == "frozen" or (not self.is_peft and self.mode == "dynamic"):
+            return
+        self._copy_weights(rate=1.0 if self.mode == "dynamic" else self.ema_rate)
+        self.sync_count += 1
+        self.last_sync_step = step
+
+    def maybe_sync(self, step: int) -> bool:
+        """Sync if ``teacher_sync_steps`` optimizer steps have passed since the last sync (or never synced)."""
+        if self.mode == "frozen":
+            return False
+        if self.last_sync_step is not None and step - self.last_sync_step < self.sync_steps:
+            return False
+        if not self.is_peft and self.mode == "dynamic":
+            # The live weights *are* the latest student: count the (free) sync for the metric.
+            self.sync_count += 1
+            self.last_sync_step = step
+            return True
+        self.sync(step)
+        return True
+
+    # -- forward -----------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def activated(self):
+        """Yield the module to run as the teacher; restores the student's active adapter and trainable flags."""
+        if not self.is_peft:
+            yield self._copy if self._copy is not None else self.model
+            return
+        flags = {name: p.requires_grad for name, p in self.model.named_parameters()}
+        previous = self.model.active_adapter
+        self.model.set_adapter(self.adapter_name)
+        try:
+            yield self.model
+        finally:
+            self.model.set_adapter(previous)
+            for name, param in self.model.named_parameters():
+                if param.requires_grad != flags[name]:
+                    param.requires_grad_(flags[name])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The teacher's own weights (adapter tensors, or the full copy), for checkpoints and tests."""
+        if self.is_peft:
+            tag = f".{self.adapter_name}."
+            return {n: p.detach().clone() for n, p in self.model.named_parameters() if tag in n}
+        module = self._copy if self._copy is not None else self.model
+        return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        module = self.model if (self.is_peft or self._copy is None) else self._copy
+        params = dict(module.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)

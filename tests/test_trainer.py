@@ -1,0 +1,280 @@
+"""SkillSDTrainer on a tiny offline model: GRPO equivalence, teacher identity, sync modes, alignment, metrics."""
+
+import math
+
+import pytest
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from skill_sd_trl import SkillSDTrainer
+from skill_sd_trl.skills.provider import SkillSelection
+
+from _trainer_utils import config, config_kwargs, first_batch, length_reward, lora, toy_dataset, trainer
+
+
+def _lora_params(model, adapter="default"):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if f".{adapter}." in n}
+
+
+def test_sdl_coef_zero_equals_grpo_loss_and_update(tiny_model_path, tmp_path):
+    # built and trained one after the other: both consume the global RNG from the same seed
+    skill = SkillSDTrainer(
+        model=tiny_model_path, reward_funcs=length_reward, args=config(tmp_path / "a", sdl_coef=0.0),
+        train_dataset=toy_dataset(), peft_config=lora(),
+    )
+    assert skill.teacher is None
+    skill.train()
+    grpo_args = GRPOConfig(**{k: v for k, v in config_kwargs(tmp_path / "b").items() if k != "sdl_coef"})
+    assert grpo_args.loss_type == skill.args.loss_type
+    grpo = GRPOTrainer(
+        model=tiny_model_path, reward_funcs=length_reward, args=grpo_args, train_dataset=toy_dataset(), peft_config=lora()
+    )
+    grpo.train()
+    losses_a = [h["loss"] for h in skill.state.log_history if "loss" in h]
+    losses_b = [h["loss"] for h in grpo.state.log_history if "loss" in h]
+    assert losses_a == losses_b and len(losses_a) == 2
+    pa, pb = _lora_params(skill.model), _lora_params(grpo.model)
+    assert pa.keys() == pb.keys()
+    for name in pa:
+        assert torch.equal(pa[name], pb[name]), name
+
+
+def test_real_two_step_run_logs_metrics_and_changes_weights(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, dataset=toy_dataset(skills="all"))
+    before = _lora_params(tr.model)
+    tr.train()
+    after = _lora_params(tr.model)
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    logs = [h for h in tr.state.log_history if "self_distillation/sdl" in h]
+    assert len(logs) == 2
+    for key in ("self_distillation/sdl", "teacher/logp_gap", "self_distillation/is_ratio_mean",
+                "self_distillation/is_ratio_max", "skills/coverage", "teacher/sync_count", "reward", "entropy"):
+        assert key in logs[-1] and math.isfinite(logs[-1][key]), key
+    assert logs[-1]["teacher/sync_count"] == 2.0
+    assert logs[-1]["skills/coverage"] == 1.0
+    assert logs[-1]["self_distillation/sdl"] > 0  # the skill changes the teacher's view
+
+
+def test_teacher_identical_to_student_gives_zero_sdl_and_gradient(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, teacher_context="none", grpo_coef=0.0, sdl_coef=1.0)
+    # move the student away from the LoRA zero-init so the check is not trivial
+    with torch.no_grad():
+        for n, p in tr.model.named_parameters():
+            if ".default." in n:
+                p.add_(0.3 * torch.randn_like(p))
+    tr.model.train()
+    batch = tr._generate_and_score_completions(first_batch(tr))
+    assert torch.allclose(batch["teacher_per_token_logps"][batch["completion_mask"].bool()],
+                          _student_logps(tr, batch)[batch["completion_mask"].bool()], atol=1e-5)
+    loss = tr.compute_loss(tr.model, batch)
+    loss.backward()
+    grads = [p.grad for n, p in tr.model.named_parameters() if p.requires_grad and p.grad is not None]
+    assert grads, "no gradient reached the trained adapter"
+    assert abs(loss.item()) < 1e-8
+    assert max(g.abs().max().item() for g in grads) < 1e-6
+    assert abs(tr._metrics["train"]["self_distillation/sdl"][-1]) < 1e-8
+
+
+def _student_logps(tr, batch):
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    with torch.no_grad():
+        return tr._get_per_token_logps_and_entropies(tr.model, ids, mask, batch["completion_ids"].size(1))[0]
+
+
+def test_skill_reaches_teacher_but_never_the_student_prompt(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path)
+    rows = first_batch(tr)  # task-0, which has a skill
+    assert rows[0]["skill"]
+    batch = tr._generate_and_score_completions([dict(r) for r in rows])
+    plain_ids = tr._tokenize_prompts([r["prompt"] for r in rows])[0]
+    got = [ids[m.bool()].tolist() for ids, m in zip(batch["prompt_ids"], batch["prompt_mask"])]
+    assert got == plain_ids  # byte-identical to what GRPOTrainer tokenizes
+    assert "golden_workflow" not in tr.processing_class.decode(batch["prompt_ids"][0])
+    teacher_prompt = tr._render(rows[0]["prompt"], tr._batch_contexts[0])
+    assert rows[0]["skill"] in teacher_prompt[0]["content"]  # rendered into the system message
+    assert tr._metrics["train"]["skills/coverage"][-1] == 1.0
+
+
+def test_sample_without_skill_gets_plain_teacher_prompt_and_counts(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, dataset=toy_dataset(skills="none"))
+    tr.model.train()
+    batch = tr._generate_and_score_completions(first_batch(tr))
+    assert tr._batch_contexts == [None] * 4
+    assert tr._metrics["train"]["skills/coverage"][-1] == 0.0
+    # plain teacher prompt + teacher == student (just synced) -> identical log-probs
+    m = batch["completion_mask"].bool()
+    assert torch.allclose(batch["teacher_per_token_logps"][m], _student_logps(tr, batch)[m], atol=1e-5)
+
+
+def test_teacher_scores_exact_completion_ids_with_different_prompt_lengths(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path)
+    pad = tr.processing_class.pad_token_id
+    prompts = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "a much longer question here"}],
+               [{"role": "user", "content": "b"}]]
+    contexts = ["a very long skill " * 5, None, "short"]
+    completion = torch.tensor([[5, 6, 7, pad], [8, 9, pad, pad], [10, 11, 12, 13]])
+    completion_mask = (completion != pad).long()
+    tr._generation_prompts, tr._batch_contexts = prompts, contexts
+    teacher = tr._teacher_logps({"completion_ids": completion, "completion_mask": completion_mask}, "train")
+    for i in range(3):
+        tprompt = tr._tokenize_prompts([tr._render(prompts[i], contexts[i])])[0][0]
+        n = int(completion_mask[i].sum())
+        ids = torch.tensor([tprompt + completion[i, :n].tolist()])
+        with torch.no_grad(), tr.teacher.activated() as model:
+            logits = model(input_ids=ids).logits[0].float()
+        logps = torch.log_softmax(logits[:-1], -1).gather(1, ids[0, 1:, None])[:, 0][-n:]
+        assert torch.allclose(teacher[i, :n], logps, atol=1e-4), i
+        assert (teacher[i, n:] == 0).all()  # padding positions carry no teacher signal
+
+
+def test_sync_modes_and_trainable_flags(tiny_model_path, tmp_path):
+    dyn = trainer(tiny_model_path, tmp_path / "d", max_steps=2)
+    flags = {n: p.requires_grad for n, p in dyn.model.named_parameters()}
+    dyn.train()
+    assert {n: p.requires_grad for n, p in dyn.model.named_parameters()} == flags
+    dyn.teacher.maybe_sync(dyn.state.global_step + 1)
+    student, teacher = _lora_params(dyn.model), _lora_params(dyn.model, "teacher")
+    assert len(teacher) == len(student) > 0
+    for n, v in teacher.items():
+        assert torch.equal(v, student[n.replace(".teacher.", ".default.")])
+
+    frozen = trainer(tiny_model_path, tmp_path / "f", teacher_sync_mode="frozen")
+    initial = _lora_params(frozen.model, "teacher")
+    frozen.train()
+    assert frozen.teacher.sync_count == 0
+    for n, v in _lora_params(frozen.model, "teacher").items():
+        assert torch.equal(v, initial[n])
+    assert any(not torch.equal(v, initial[n.replace(".default.", ".teacher.")]) for n, v in _lora_params(frozen.model).items())
+
+    ema = trainer(tiny_model_path, tmp_path / "e", teacher_sync_mode="ema", teacher_ema_rate=0.25)
+    ema.train()
+    old_teacher, student = _lora_params(ema.model, "teacher"), _lora_params(ema.model)
+    ema.teacher.sync(step=99)
+    for n, v in _lora_params(ema.model, "teacher").items():
+        expected = 0.75 * old_teacher[n] + 0.25 * student[n.replace(".teacher.", ".default.")]
+        assert torch.allclose(v, expected, atol=1e-7)
+
+
+def test_teacher_forward_leaves_active_adapter_and_flags(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path)
+    flags = {n: p.requires_grad for n, p in tr.model.named_parameters()}
+    assert all(not p.requires_grad for n, p in tr.model.named_parameters() if ".teacher." in n)
+    with tr.teacher.activated():
+        assert tr.model.active_adapter == "teacher"
+    assert tr.model.active_adapter == "default"
+    assert {n: p.requires_grad for n, p in tr.model.named_parameters()} == flags
+
+
+def test_gradient_accumulation_and_num_iterations(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, gradient_accumulation_steps=2, num_iterations=2,
+                 per_device_train_batch_size=2, max_steps=2)
+    before = _lora_params(tr.model)
+    tr.train()
+    assert any(not torch.equal(before[n], v) for n, v in _lora_params(tr.model).items())
+    logs = [h for h in tr.state.log_history if "self_distillation/sdl" in h]
+    assert len(logs) == 2 and all(math.isfinite(h["self_distillation/sdl"]) for h in logs)
+    # the second iteration over a generation batch is off-policy: ρ departs from 1
+    assert any(h["self_distillation/is_ratio_max"] > 1.0 for h in logs)
+
+
+def test_sdl_scaled_for_gradient_accumulation_like_parent(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, loss_type="grpo")
+    tr.model.train()
+    batch = tr._generate_and_score_completions(first_batch(tr))
+    logps = _student_logps(tr, batch)
+    one = tr._sdl_loss(logps, batch)
+    tr.current_gradient_accumulation_steps = 2
+    two = tr._sdl_loss(logps, batch)
+    assert two.item() == pytest.approx(one.item() / 2, rel=1e-6)
+
+
+def test_non_finite_teacher_logps_are_clamped_and_counted(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, teacher_sync_mode="frozen")
+    with torch.no_grad():
+        for n, p in tr.model.named_parameters():
+            if ".teacher." in n and "lora_B" in n:
+                p.fill_(float("nan"))
+    tr.model.train()
+    batch = tr._generate_and_score_completions(first_batch(tr))
+    assert torch.isfinite(batch["teacher_per_token_logps"]).all()
+    assert tr._nonfinite_teacher_logps == int(batch["completion_mask"].sum())
+    loss = tr.compute_loss(tr.model, batch)
+    assert torch.isfinite(loss)
+    assert tr._metrics["train"]["teacher/nonfinite_logps"][-1] > 0
+
+
+def test_ground_truth_context_and_missing_column_error(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, teacher_context="ground_truth")
+    rows = first_batch(tr)
+    tr.model.train()
+    tr._generate_and_score_completions([dict(r) for r in rows])
+    assert tr._batch_contexts[0] == rows[0]["ground_truth"]
+    with pytest.raises(ValueError, match="ground_truth_column"):
+        trainer(tiny_model_path, tmp_path, teacher_context="ground_truth",
+                dataset=toy_dataset().remove_columns("ground_truth"))
+
+
+def test_skill_augmented_grpo_puts_skill_in_student_prompt(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, sdl_coef=0.0, skills_in_student_prompt=True)
+    assert tr.teacher is None
+    rows = first_batch(tr)
+    tr.model.train()
+    batch = tr._generate_and_score_completions([dict(r) for r in rows])
+    text = tr.processing_class.decode(batch["prompt_ids"][0][batch["prompt_mask"][0].bool()])
+    assert rows[0]["skill"] in text
+
+
+def test_teacher_rollouts_use_teacher_logps_as_sampler(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, rollout_policy="teacher")
+    rows = first_batch(tr)
+    tr.model.train()
+    batch = tr._generate_and_score_completions([dict(r) for r in rows])
+    assert torch.equal(batch["old_per_token_logps"], batch["teacher_per_token_logps"])
+    plain_ids = tr._tokenize_prompts([r["prompt"] for r in rows])[0]
+    assert [ids[m.bool()].tolist() for ids, m in zip(batch["prompt_ids"], batch["prompt_mask"])] == plain_ids
+    tr.train()
+    assert tr.state.global_step == 2
+
+
+def test_full_finetuning_dynamic_and_frozen(tiny_model_path, tmp_path):
+    dyn = trainer(tiny_model_path, tmp_path / "d", peft=False)
+    assert dyn.teacher._copy is None  # no copy: the live weights are the teacher
+    with dyn.teacher.activated() as m:
+        assert m is dyn.model
+    frozen = trainer(tiny_model_path, tmp_path / "f", peft=False, teacher_sync_mode="frozen")
+    initial = frozen.teacher.state_dict()
+    frozen.train()
+    for n, v in frozen.teacher.state_dict().items():
+        assert torch.equal(v, initial[n])
+    assert any(not torch.equal(p.detach(), initial[n]) for n, p in frozen.model.named_parameters())
+
+
+def test_skill_provider_receives_group_rewards(tiny_model_path, tmp_path):
+    class Recorder:
+        def __init__(self):
+            self.outcomes = []
+
+        def select(self, task_id, example):
+            return SkillSelection(skill_id=f"s-{task_id}", text=f"skill for {task_id}")
+
+        def record_outcome(self, task_id, skill_id, rewards):
+            self.outcomes.append((task_id, skill_id, list(rewards)))
+
+    rec = Recorder()
+    tr = SkillSDTrainer(model=tiny_model_path, reward_funcs=length_reward, args=config(tmp_path), train_dataset=toy_dataset(),
+                        peft_config=lora(), skill_provider=rec)
+    tr.train()
+    assert len(rec.outcomes) == 2  # one group (task) per generation batch of 4
+    for task_id, skill_id, rewards in rec.outcomes:
+        assert skill_id == f"s-{task_id}" and len(rewards) == 4
+        assert all(r in {0.0, 1.0, 2.0, 3.0, 4.0} for r in rewards)
+    trajectories = tr.pop_finished_trajectories()
+    assert len(trajectories) == 8 and tr.pop_finished_trajectories() == []
+    assert sorted(t.reward for t in trajectories if t.task_id == rec.outcomes[0][0])[:4] == sorted(rec.outcomes[0][2])
+
+
+def test_wrong_config_type_is_refused(tiny_model_path, tmp_path):
+    with pytest.raises(TypeError, match="SkillSDConfig"):
+        SkillSDTrainer(model=tiny_model_path, reward_funcs=length_reward,
+                       args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False), train_dataset=toy_dataset())
