@@ -181,7 +181,7 @@ def _level_pool(spec: SokobanPreset, seed: int) -> tuple[tuple[Level, ...], tupl
     train = pool[: spec.num_train]
     if spec.curriculum:
         train = sorted(train, key=lambda lvl: lvl.solution_length)  # stable: ties keep generation order
-    return tuple(train), tuple(pool[spec.num_train:])
+    return tuple(train), tuple(pool[spec.num_train :])
 
 
 def _row(level: Level, name: str, split: str, index: int, max_steps: int) -> dict[str, Any]:

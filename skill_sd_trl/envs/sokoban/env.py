@@ -152,7 +152,7 @@ class SokobanEnv(TextEnv):
     def _invalid_turn(self, level: Level) -> StepResult:
         self.invalid_actions += 1
         reward = float(self.format_penalty)
-        self.total_reward += reward
+        self.total_reward = round(self.total_reward + reward, 10)
         note = f"Invalid answer: no valid moves found. {ANSWER_HELP} Nothing moved."
         return StepResult(
             observation=self._observation(note, level),
@@ -225,8 +225,10 @@ class SokobanEnv(TextEnv):
         return " ".join(parts)
 
     def _observation(self, note: str, level: Level) -> str:
-        return f"{note}\n{render(level)}\nBoxes on targets: {level.boxes_on_target}/{level.num_boxes}. " \
-               f"Steps left: {self.steps_left}."
+        return (
+            f"{note}\n{render(level)}\nBoxes on targets: {level.boxes_on_target}/{level.num_boxes}. "
+            f"Steps left: {self.steps_left}."
+        )
 
 
 def _check_positive(name: str, value: Any) -> int:

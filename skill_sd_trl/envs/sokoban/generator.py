@@ -56,8 +56,9 @@ def generate_level(
     for _ in range(max_attempts):
         floor = _carve_room(rng, height, width, num_boxes)
         targets, player = _place(rng, floor, num_boxes)
-        boxes, player = _reverse_play(rng, floor, set(targets), player, rng.randint(low_steps, high_steps),
-                                      pull_probability)
+        boxes, player = _reverse_play(
+            rng, floor, set(targets), player, rng.randint(low_steps, high_steps), pull_probability
+        )
         if boxes & targets:  # a box never left its target: too easy, and Comp. would not start at 0
             continue
         walls = frozenset((r, c) for r in range(height) for c in range(width)) - floor

@@ -178,9 +178,7 @@ def as_level(level: Level | str) -> Level:
     raise TypeError(f"Expected a Level or an XSB string, got {type(level).__name__}.")
 
 
-def level_from_grid(
-    text: str, symbols: Mapping[str, tuple[bool, bool, bool, bool]], *, source: str
-) -> Level:
+def level_from_grid(text: str, symbols: Mapping[str, tuple[bool, bool, bool, bool]], *, source: str) -> Level:
     """Build a level from a character grid using ``symbols`` (char -> wall/target/box/player flags).
 
     Shared by the XSB reader and the rendered-board reader, which differ only in their alphabets.

@@ -11,8 +11,8 @@ tag is fine (generation often stops on ``</answer>`` and strips it). Anything el
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import re
+from collections.abc import Iterable
 
 from .level import Level, as_level, level_from_grid
 from .rules import ACTIONS
@@ -89,7 +89,7 @@ def parse_actions(text: object) -> list[str] | None:
     lowered = text.lower()
     start = lowered.rfind("<answer>")
     if start >= 0:
-        body = text[start + len("<answer>"):]
+        body = text[start + len("<answer>") :]
     else:
         body = text
     end = body.lower().find("</answer>")
