@@ -1,0 +1,422 @@
+"""The skill bank: per-task skills, UCB1 retrieval, persistence.
+
+Selection (``strategy``):
+
+* ``"ucb"`` (the paper's): never-selected skills first, oldest first; otherwise the highest
+  ``mean_reward(e) + c * sqrt(ln N / n(e))`` where ``n(e)`` is how many times ``e`` was selected, ``N`` the sum of
+  ``n`` over the task's skills in the bank, and ``mean_reward(e)`` the mean reward of the rollouts reported through
+  :meth:`SkillBank.record_outcome` for ``e`` (0 while none is reported yet). Ties go to the older skill.
+* ``"latest"``: the most recently added skill.
+* ``"best"``: the highest mean reward among skills with reported rollouts (ties: the newer); the latest skill when
+  none has any.
+
+Capacity (``capacity_per_task``), when a new skill arrives for a full task (``eviction``):
+
+* ``"worst"`` (default): remove the skill with the lowest mean reward among those with reported rollouts (ties: the
+  older). Skills without any reported rollout are protected (they have not had their chance yet) unless every skill
+  is in that state, in which case the oldest goes.
+* ``"oldest"``: first in, first out.
+
+De-duplication: a skill whose three fields equal, after case folding and whitespace collapsing, those of a skill
+of the same task in the bank, or of one evicted from it (the last 256 per task are remembered, so a summarizer
+that keeps writing an evicted skill cannot churn the bank), is rejected and counted.
+
+Everything is guarded by one lock, so the trainer's ``select``/``record_outcome`` and a background summarizer's
+``add`` may run concurrently. ``save`` writes atomically (temp file in the same folder, fsync, ``os.replace``):
+a crash mid-save leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .provider import SkillSelection
+from .schema import Skill
+
+BANK_VERSION = 1
+STRATEGIES = ("ucb", "latest", "best")
+EVICTIONS = ("worst", "oldest")
+EVICTED_MEMORY = 256
+
+
+@dataclass
+class SkillEntry:
+    """A stored skill and its bandit statistics."""
+
+    skill: Skill
+    selections: int = 0  # times select() returned it: n(e) of UCB1
+    outcomes: int = 0  # record_outcome() calls for it
+    reward_sum: float = 0.0  # sum of the rewards of the rollouts it conditioned
+    reward_count: int = 0  # number of those rollouts
+    added_seq: int = 0  # bank-wide insertion order
+
+    @property
+    def mean_reward(self) -> float | None:
+        return self.reward_sum / self.reward_count if self.reward_count else None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["skill"] = self.skill.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SkillEntry":
+        data = dict(data)
+        data["skill"] = Skill.from_dict(data["skill"])
+        return cls(**data)
+
+
+def _key_hash(skill: Skill) -> str:
+    return hashlib.sha1(skill.normalized_key().encode("utf-8")).hexdigest()[:20]
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` so that readers see either the old file or the complete new one.
+
+    The temp file lives in the destination folder (``os.replace`` is only atomic within one filesystem), is
+    fsynced before the rename, and is removed if anything fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable; not possible on every platform/filesystem
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+class SkillBank:
+    """Per-task skill store implementing :class:`~skill_sd_trl.skills.provider.SkillProvider`.
+
+    Args:
+        capacity_per_task: maximum skills kept per task.
+        strategy: ``"ucb"``, ``"latest"`` or ``"best"`` (see the module docstring).
+        ucb_c: exploration constant ``c`` of UCB1.
+        eviction: ``"worst"`` or ``"oldest"``.
+    """
+
+    def __init__(self, capacity_per_task: int = 8, strategy: str = "ucb", ucb_c: float = 1.0, eviction: str = "worst"):
+        if capacity_per_task < 1:
+            raise ValueError(f"capacity_per_task={capacity_per_task} must be >= 1")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy={strategy!r} is not supported; use one of {STRATEGIES}")
+        if eviction not in EVICTIONS:
+            raise ValueError(f"eviction={eviction!r} is not supported; use one of {EVICTIONS}")
+        if not (ucb_c >= 0 and math.isfinite(ucb_c)):
+            raise ValueError(f"ucb_c={ucb_c} must be a finite number >= 0")
+        self.capacity_per_task = int(capacity_per_task)
+        self.strategy = strategy
+        self.ucb_c = float(ucb_c)
+        self.eviction = eviction
+        self._lock = threading.RLock()
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._tasks: dict[str, list[SkillEntry]] = {}
+        self._evicted: dict[str, list[str]] = {}
+        self._key_index: dict[str, set[str]] = {}
+        self._next_seq = 0
+        self._counters = {
+            "added": 0,
+            "duplicates": 0,
+            "evicted": 0,
+            "selections": 0,
+            "outcomes": 0,
+            "unknown_outcomes": 0,
+            "nonfinite_rewards": 0,
+        }
+        # Statistics changes since the last drain_deltas(); lets ranks of a distributed run merge their feedback.
+        self._deltas: dict[str, dict[str, list[float]]] = {}
+
+    # -- adding ---------------------------------------------------------------------------------------------
+    def add(self, skill: Skill) -> bool:
+        """Store a copy of ``skill`` under ``skill.task_id``; return False for a duplicate.
+
+        The stored copy gets a bank-unique ``skill_id`` (``"<task_id>#<n>"``).
+        """
+        if not isinstance(skill, Skill):
+            raise TypeError(f"SkillBank.add expects a Skill, got {type(skill).__name__}")
+        if not skill.task_id:
+            raise ValueError("skill.task_id is empty; set the task the skill was written for before adding it")
+        key = _key_hash(skill)
+        with self._lock:
+            entries = self._tasks.setdefault(skill.task_id, [])
+            evicted = self._evicted.setdefault(skill.task_id, [])
+            keys = self._keys_of(skill.task_id)
+            if key in keys or key in evicted:
+                self._counters["duplicates"] += 1
+                return False
+            if len(entries) >= self.capacity_per_task:
+                victim = self._victim(entries)
+                entries.remove(victim)
+                victim_key = _key_hash(victim.skill)
+                keys.discard(victim_key)
+                evicted.append(victim_key)
+                del evicted[:-EVICTED_MEMORY]
+                self._counters["evicted"] += 1
+            keys.add(key)
+            stored = copy.deepcopy(skill)
+            stored.skill_id = f"{skill.task_id}#{self._next_seq}"
+            entries.append(SkillEntry(skill=stored, added_seq=self._next_seq))
+            self._next_seq += 1
+            self._counters["added"] += 1
+            return True
+
+    def _keys_of(self, task_id: str) -> set[str]:
+        """Normalised-text hashes of the task's stored skills (an index rebuilt lazily after a load)."""
+        keys = self._key_index.get(task_id)
+        if keys is None:
+            keys = self._key_index[task_id] = {_key_hash(e.skill) for e in self._tasks.get(task_id, [])}
+        return keys
+
+    def _victim(self, entries: list[SkillEntry]) -> SkillEntry:
+        if self.eviction == "oldest":
+            return min(entries, key=lambda e: e.added_seq)
+        rated = [e for e in entries if e.reward_count]
+        if not rated:
+            return min(entries, key=lambda e: e.added_seq)
+        return min(rated, key=lambda e: (e.mean_reward, e.added_seq))
+
+    # -- selection ------------------------------------------------------------------------------------------
+    def ucb_scores(self, task_id: str) -> dict[str, float]:
+        """UCB1 score of every skill of the task (``inf`` for never-selected ones)."""
+        with self._lock:
+            return {e.skill.skill_id: self._ucb(e, self._total(task_id)) for e in self._tasks.get(task_id, [])}
+
+    def _total(self, task_id: str) -> int:
+        return sum(e.selections for e in self._tasks.get(task_id, []))
+
+    def _ucb(self, entry: SkillEntry, total: int) -> float:
+        if entry.selections == 0:
+            return math.inf
+        mean = entry.mean_reward or 0.0
+        return mean + self.ucb_c * math.sqrt(math.log(total) / entry.selections)
+
+    def _choose(self, task_id: str, strategy: str) -> SkillEntry | None:
+        entries = self._tasks.get(task_id)
+        if not entries:
+            return None
+        if strategy == "latest":
+            return max(entries, key=lambda e: e.added_seq)
+        if strategy == "best":
+            rated = [e for e in entries if e.reward_count]
+            if not rated:
+                return max(entries, key=lambda e: e.added_seq)
+            return max(rated, key=lambda e: (e.mean_reward, e.added_seq))
+        total = self._total(task_id)
+        # max() keeps the first of equal scores; entries are in insertion order, so ties go to the older skill.
+        return max(entries, key=lambda e: self._ucb(e, total))
+
+    def select(self, task_id: str, example: Mapping[str, Any] | None = None) -> SkillSelection | None:
+        """Choose the skill that conditions the teacher for ``task_id`` (counts as one selection)."""
+        with self._lock:
+            entry = self._choose(task_id, self.strategy)
+            if entry is None:
+                return None
+            entry.selections += 1
+            self._counters["selections"] += 1
+            self._delta(task_id, entry.skill.skill_id)[0] += 1
+            return SkillSelection(skill_id=entry.skill.skill_id, text=entry.skill.to_text())
+
+    def peek(self, task_id: str, strategy: str | None = None) -> Skill | None:
+        """The skill ``select`` would return now, without counting a selection (for inspection/evaluation)."""
+        strategy = strategy or self.strategy
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy={strategy!r} is not supported; use one of {STRATEGIES}")
+        with self._lock:
+            entry = self._choose(task_id, strategy)
+            return None if entry is None else copy.deepcopy(entry.skill)
+
+    def record_outcome(self, task_id: str, skill_id: str, rewards: Sequence[float]) -> None:
+        """Add the rewards of the rollouts that ``skill_id`` conditioned. Unknown ids (evicted skills, ids from
+        another provider) are counted and ignored; non-finite rewards are counted and skipped."""
+        values = [float(r) for r in rewards]
+        finite = [r for r in values if math.isfinite(r)]
+        with self._lock:
+            self._counters["nonfinite_rewards"] += len(values) - len(finite)
+            entry = self._find(task_id, skill_id)
+            if entry is None:
+                self._counters["unknown_outcomes"] += 1
+                return
+            entry.outcomes += 1
+            entry.reward_sum += sum(finite)
+            entry.reward_count += len(finite)
+            self._counters["outcomes"] += 1
+            delta = self._delta(task_id, skill_id)
+            delta[1] += 1
+            delta[2] += sum(finite)
+            delta[3] += len(finite)
+
+    def _find(self, task_id: str, skill_id: str) -> SkillEntry | None:
+        for entry in self._tasks.get(task_id, []):
+            if entry.skill.skill_id == skill_id:
+                return entry
+        return None
+
+    # -- distributed feedback ---------------------------------------------------------------------------------
+    def _delta(self, task_id: str, skill_id: str) -> list[float]:
+        return self._deltas.setdefault(task_id, {}).setdefault(skill_id, [0, 0, 0.0, 0])
+
+    def drain_deltas(self) -> dict[str, dict[str, list[float]]]:
+        """Statistics added by ``select``/``record_outcome`` since the last drain:
+        ``{task_id: {skill_id: [selections, outcomes, reward_sum, reward_count]}}``."""
+        with self._lock:
+            deltas, self._deltas = self._deltas, {}
+            return deltas
+
+    def merge_deltas(self, deltas: Mapping[str, Mapping[str, Sequence[float]]]) -> None:
+        """Apply another rank's :meth:`drain_deltas` (skills no longer in this bank are skipped)."""
+        with self._lock:
+            for task_id, per_skill in deltas.items():
+                for skill_id, (sel, outs, rsum, rcount) in per_skill.items():
+                    entry = self._find(task_id, skill_id)
+                    if entry is None:
+                        self._counters["unknown_outcomes"] += int(outs)
+                        continue
+                    entry.selections += int(sel)
+                    entry.outcomes += int(outs)
+                    entry.reward_sum += float(rsum)
+                    entry.reward_count += int(rcount)
+                    self._counters["selections"] += int(sel)
+                    self._counters["outcomes"] += int(outs)
+
+    # -- inspection -------------------------------------------------------------------------------------------
+    def tasks(self) -> list[str]:
+        with self._lock:
+            return [t for t, entries in self._tasks.items() if entries]
+
+    def skills(self, task_id: str) -> list[Skill]:
+        with self._lock:
+            return [copy.deepcopy(e.skill) for e in self._tasks.get(task_id, [])]
+
+    def entries(self, task_id: str) -> list[SkillEntry]:
+        """Copies of the task's entries, oldest first."""
+        with self._lock:
+            return copy.deepcopy(self._tasks.get(task_id, []))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(entries) for entries in self._tasks.values())
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes and cumulative counters (added, duplicates, evicted, selections, outcomes, ...)."""
+        with self._lock:
+            sizes = [len(entries) for entries in self._tasks.values() if entries]
+            return {
+                "skills": sum(sizes),
+                "tasks_with_skills": len(sizes),
+                "max_skills_per_task": max(sizes, default=0),
+                **self._counters,
+            }
+
+    # -- persistence ------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The complete state (configuration, skills, statistics, counters), JSON-serialisable."""
+        with self._lock:
+            return {
+                "version": BANK_VERSION,
+                "config": {
+                    "capacity_per_task": self.capacity_per_task,
+                    "strategy": self.strategy,
+                    "ucb_c": self.ucb_c,
+                    "eviction": self.eviction,
+                },
+                "next_seq": self._next_seq,
+                "counters": dict(self._counters),
+                "tasks": {
+                    task_id: {
+                        "entries": [e.to_dict() for e in entries],
+                        "evicted": list(self._evicted.get(task_id, [])),
+                    }
+                    for task_id, entries in self._tasks.items()
+                },
+            }
+
+    state_dict = to_dict
+
+    def load_state_dict(self, data: Mapping[str, Any]) -> None:
+        """Replace this bank's content in place with ``data`` (from :meth:`to_dict`), configuration included.
+
+        In place matters: the trainer and the callback hold references to the same bank object.
+        """
+        other = SkillBank.from_dict(data)
+        with self._lock:
+            self.capacity_per_task = other.capacity_per_task
+            self.strategy = other.strategy
+            self.ucb_c = other.ucb_c
+            self.eviction = other.eviction
+            self._tasks = other._tasks
+            self._evicted = other._evicted
+            self._key_index = {}
+            self._next_seq = other._next_seq
+            self._counters = other._counters
+            self._deltas = {}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SkillBank":
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a skill bank state must be a JSON object, got {type(data).__name__}")
+        version = data.get("version")
+        if version != BANK_VERSION:
+            raise ValueError(f"unsupported skill bank version {version!r}; this code reads version {BANK_VERSION}")
+        try:
+            bank = cls(**data["config"])
+            bank._next_seq = int(data["next_seq"])
+            bank._counters.update({k: int(v) for k, v in data["counters"].items()})
+            for task_id, task in data["tasks"].items():
+                bank._tasks[task_id] = [SkillEntry.from_dict(e) for e in task["entries"]]
+                bank._evicted[task_id] = [str(h) for h in task.get("evicted", [])]
+        except KeyError as exc:
+            raise ValueError(f"skill bank state is missing the field {exc.args[0]!r}") from exc
+        return bank
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the bank to ``path`` atomically (the previous file survives a crash mid-write)."""
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SkillBank":
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} is not a valid skill bank file: {exc}") from exc
+        return cls.from_dict(data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SkillBank) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        s = self.stats()
+        return (
+            f"SkillBank(skills={s['skills']}, tasks={s['tasks_with_skills']}, strategy={self.strategy!r}, "
+            f"capacity_per_task={self.capacity_per_task})"
+        )
