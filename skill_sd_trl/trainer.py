@@ -70,6 +70,7 @@ class SkillSDTrainer(GRPOTrainer):
         self._batch_skills: list[SkillSelection | None] | None = None
         self._generation_prompts: list | None = None
         self._finished_trajectories: list[Trajectory] = []
+        self.current_batch_rows: list[dict] | None = None
         self._nonfinite_teacher_logps = 0
 
     # ------------------------------------------------------------------------------------------------------------
@@ -124,6 +125,7 @@ class SkillSDTrainer(GRPOTrainer):
             inputs = [{**x, "prompt": self._render(x["prompt"], c)} for x, c in zip(inputs, contexts, strict=True)]
         if self.teacher is not None and mode == "train":
             self.teacher.maybe_sync(self.state.global_step)
+        self.current_batch_rows = inputs  # read by multi-turn rollout functions to reset their environments
 
         output = super()._generate_and_score_completions(inputs)
 
@@ -142,10 +144,15 @@ class SkillSDTrainer(GRPOTrainer):
             self.teacher is not None and self.args.rollout_policy == "teacher" and self.model.training
         )
         if not teacher_acts:
-            return super()._generate(prompts)
+            result = super()._generate(prompts)
+            rollout_prompts = result[5].pop("rollout_prompts", None)  # a rollout_func may extend prompts on reset
+            if rollout_prompts is not None:
+                self._generation_prompts = rollout_prompts
+            return result
         teacher_prompts = [self._render(p, c) for p, c in zip(prompts, self._batch_contexts, strict=True)]
         with self.teacher.activated():
             result = super()._generate(teacher_prompts)
+        result[5].pop("rollout_prompts", None)
         # Train the student on its own (plain) prompt followed by the teacher's tokens.
         student_prompt_ids = self._tokenize_prompts(prompts)[0]
         return (student_prompt_ids, *result[1:])
