@@ -1,0 +1,225 @@
+"""Summary prompt templates, one per environment, overridable.
+
+A template is a pair of ``str.format`` strings (system, user). The user template receives these placeholders:
+
+==================== ==========================================================
+``{task}``            the task text as the student saw it
+``{task_id}``         the task id
+``{env_name}``        the environment name
+``{trajectories}``    the rendered episodes (required; ``{trajectory}`` is an alias)
+``{num_trajectories}`` how many episodes are shown
+``{num_successes}``   how many of them solved the task
+``{best_reward}``     the best reward among them
+``{schema}``          the JSON skeleton the answer must follow
+==================== ==========================================================
+
+Literal braces (for example a JSON example) must be doubled: ``{{`` and ``}}``. Templates are validated when
+built, so a typo fails at configuration time with the placeholder name, not mid-training.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..trajectory import Trajectory
+from .render import order_for_summary, render_trajectories
+
+PLACEHOLDERS = (
+    "task",
+    "task_id",
+    "env_name",
+    "trajectories",
+    "trajectory",
+    "num_trajectories",
+    "num_successes",
+    "best_reward",
+    "schema",
+)
+
+SCHEMA_HINT = (
+    '{\n  "success_analysis": "<what the successful episodes did right, concretely>",\n'
+    '  "mistake_analysis": "<the mistakes seen and how to avoid them>",\n'
+    '  "golden_workflow": "<the step-by-step procedure that solves this task>"\n}'
+)
+
+_COMMON_RULES = (
+    "Answer with exactly one JSON object with exactly the keys success_analysis, mistake_analysis and "
+    "golden_workflow, each a non-empty string, and nothing else. Be concrete and specific to this task; "
+    "do not invent facts that the episodes do not show."
+)
+
+GENERIC_SYSTEM = (
+    "You analyse episodes of an AI agent solving a task and write a reusable skill that will help the agent "
+    "solve the same task next time. " + _COMMON_RULES
+)
+
+GENERIC_USER = """Task (environment {env_name}, id {task_id}):
+{task}
+
+Below are {num_trajectories} episode(s) of the agent on this task ({num_successes} solved it; best reward \
+{best_reward}).
+
+{trajectories}
+
+Write the skill as JSON in this form:
+{schema}"""
+
+SOKOBAN_SYSTEM = (
+    "You analyse Sokoban episodes played by an AI agent and write a skill for the same puzzle. The player "
+    "moves Up, Down, Left or Right and pushes boxes onto targets; a box pushed into a corner that is not a "
+    "target, or against a wall with no target along it, can never be recovered. " + _COMMON_RULES + " The "
+    "golden_workflow must be the move sequence (or its phases) that solves this level."
+)
+
+SOKOBAN_USER = """Sokoban level (id {task_id}):
+{task}
+
+Below are {num_trajectories} episode(s) on this level ({num_successes} solved it; best reward {best_reward}).
+Each turn shows the agent's answer, the moves applied, events such as box_on_target or box_in_dead_corner, and
+the board afterwards.
+
+{trajectories}
+
+Write the skill as JSON in this form:
+{schema}"""
+
+APPWORLD_SYSTEM = (
+    "You analyse episodes of an AI agent that completes everyday tasks by writing Python code calling app APIs "
+    "(apis.<app>.<api>(...)) and finishing with apis.supervisor.complete_task(...). You write a skill for the "
+    "same task. " + _COMMON_RULES + " Name the exact apps, APIs and arguments that worked, how to log in and "
+    "paginate, and the API errors to avoid."
+)
+
+APPWORLD_USER = """Task (id {task_id}):
+{task}
+
+Below are {num_trajectories} episode(s) on this task ({num_successes} solved it; best reward {best_reward}).
+Each turn shows the code the agent ran and the output or error it got.
+
+{trajectories}
+
+Write the skill as JSON in this form:
+{schema}"""
+
+
+class PromptTemplateError(ValueError):
+    """A summary prompt template is malformed (unknown placeholder, missing ``{trajectories}``, stray brace)."""
+
+
+def _check_format_string(template: str, what: str, require_trajectories: bool) -> None:
+    if not isinstance(template, str):
+        raise PromptTemplateError(f"{what} must be a string, got {type(template).__name__}")
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise PromptTemplateError(
+            f"{what} is not a valid format string ({exc}); write literal braces as '{{{{' and '}}}}'"
+        ) from exc
+    names = set()
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in PLACEHOLDERS:
+            raise PromptTemplateError(
+                f"{what} uses unknown placeholder {{{name}}}; allowed: "
+                + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+                + " (write literal braces as '{{' and '}}')"
+            )
+        if spec or conversion:
+            raise PromptTemplateError(f"{what}: placeholder {{{name}}} must not have a format spec or conversion")
+        names.add(name)
+    if require_trajectories and not names & {"trajectories", "trajectory"}:
+        raise PromptTemplateError(f"{what} must contain {{trajectories}} (where the episodes are inserted)")
+
+
+@dataclass(frozen=True)
+class SummaryPrompt:
+    """A validated (system, user) template pair."""
+
+    user: str
+    system: str = GENERIC_SYSTEM
+
+    def __post_init__(self) -> None:
+        _check_format_string(self.user, "summary prompt user template", require_trajectories=True)
+        _check_format_string(self.system, "summary prompt system template", require_trajectories=False)
+
+    def render(
+        self, trajectories: Sequence[Trajectory], max_chars: int = 12000, max_trajectories: int = 4
+    ) -> list[dict[str, str]]:
+        """Chat messages asking for a skill about ``trajectories`` (all of one task)."""
+        if not trajectories:
+            raise ValueError("cannot build a summary prompt without trajectories")
+        shown = order_for_summary(trajectories, max_trajectories)
+        first = shown[0]
+        text = render_trajectories(shown, max_chars=max_chars, max_trajectories=max_trajectories)
+        values = {
+            "task": first.task.strip()[: max_chars // 3],
+            "task_id": first.task_id,
+            "env_name": first.env_name,
+            "trajectories": text,
+            "trajectory": text,
+            "num_trajectories": len(shown),
+            "num_successes": sum(t.success for t in shown),
+            "best_reward": f"{max(t.reward for t in shown):.3f}",
+            "schema": SCHEMA_HINT,
+        }
+        messages = []
+        system = self.system.format(**values)
+        if system.strip():
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": self.user.format(**values)})
+        return messages
+
+
+DEFAULT_PROMPTS: dict[str, SummaryPrompt] = {
+    "generic": SummaryPrompt(user=GENERIC_USER, system=GENERIC_SYSTEM),
+    "sokoban": SummaryPrompt(user=SOKOBAN_USER, system=SOKOBAN_SYSTEM),
+    "appworld": SummaryPrompt(user=APPWORLD_USER, system=APPWORLD_SYSTEM),
+}
+
+PromptSpec = str | SummaryPrompt | Mapping[str, "str | SummaryPrompt"] | None
+
+
+def as_prompt(value: str | SummaryPrompt) -> SummaryPrompt:
+    """A user template string becomes a :class:`SummaryPrompt` with the generic system message."""
+    if isinstance(value, SummaryPrompt):
+        return value
+    return SummaryPrompt(user=value)
+
+
+class PromptBook:
+    """Chooses the template for an environment: an override if given, else the built-in one for the env name
+    (``sokoban``, ``appworld``; names like ``sokoban-6x6`` match by prefix), else ``generic``.
+
+    ``override`` may be a single template (string or :class:`SummaryPrompt`) used for every environment, or a
+    mapping from environment name to template (``"generic"`` in it replaces the fallback).
+    """
+
+    def __init__(self, override: PromptSpec = None):
+        self._single: SummaryPrompt | None = None
+        self._by_env: dict[str, SummaryPrompt] = dict(DEFAULT_PROMPTS)
+        if override is None:
+            return
+        if isinstance(override, (str, SummaryPrompt)):
+            self._single = as_prompt(override)
+        elif isinstance(override, Mapping):
+            for env, value in override.items():
+                self._by_env[str(env).lower()] = as_prompt(value)
+        else:
+            raise PromptTemplateError(
+                f"prompt override must be a string, SummaryPrompt or mapping env->template, got "
+                f"{type(override).__name__}"
+            )
+
+    def for_env(self, env_name: str) -> SummaryPrompt:
+        if self._single is not None:
+            return self._single
+        name = (env_name or "").lower()
+        if name in self._by_env:
+            return self._by_env[name]
+        for key, prompt in self._by_env.items():
+            if key != "generic" and name.startswith(key):
+                return prompt
+        return self._by_env["generic"]
