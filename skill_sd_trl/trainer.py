@@ -14,7 +14,9 @@ What it adds to the parent, and where:
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -24,6 +26,7 @@ from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import pad
 
+from .atomic import atomic_write, atomic_write_json
 from .config import SkillSDConfig
 from .losses import masked_mean, sanitize_logps, sdl_per_token
 from .prompts import add_context_to_prompt, prompt_text, task_id_of
@@ -32,6 +35,9 @@ from .teacher import Teacher
 from .trajectory import Trajectory, Turn
 
 logger = logging.getLogger(__name__)
+
+TEACHER_STATE_FILE = "teacher_state.pt"
+TEACHER_META_FILE = "teacher_state.json"
 
 #: Loss types whose parent normalizer is the token count of the whole accumulation window.
 _GLOBAL_TOKEN_LOSSES = ("dapo", "cispo", "vespo")
@@ -304,3 +310,38 @@ class SkillSDTrainer(GRPOTrainer):
         metrics["self_distillation/is_ratio_max"].append(self.accelerator.gather(rho_max.reshape(1)).max().item())
         metrics["teacher/sync_count"].append(float(self.teacher.sync_count))
         metrics["teacher/nonfinite_logps"].append(float(self._nonfinite_teacher_logps))
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Checkpoints: teacher weights and callback state (skill bank) travel with every save and are restored on resume
+    # ------------------------------------------------------------------------------------------------------------
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        output_dir = output_dir or self.args.output_dir
+        if self.teacher is not None and self.args.should_save:
+            state = {k: v.cpu() for k, v in self.teacher.state_dict().items()}
+            atomic_write(os.path.join(output_dir, TEACHER_STATE_FILE), lambda f: torch.save(state, f), binary=True)
+            meta = {"sync_count": self.teacher.sync_count, "last_sync_step": self.teacher.last_sync_step,
+                    "mode": self.teacher.mode}
+            atomic_write_json(os.path.join(output_dir, TEACHER_META_FILE), meta)
+        for callback in self.callback_handler.callbacks:
+            if hasattr(callback, "save_to_checkpoint"):
+                callback.save_to_checkpoint(output_dir)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        self.restore_extra_state(checkpoint)
+
+    def restore_extra_state(self, checkpoint: str) -> None:
+        """Restore the teacher and every callback's state (e.g. the skill bank) from a checkpoint folder."""
+        weights = os.path.join(checkpoint, TEACHER_STATE_FILE)
+        if self.teacher is not None and os.path.exists(weights):
+            self.teacher.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            with open(os.path.join(checkpoint, TEACHER_META_FILE), encoding="utf-8") as f:
+                meta = json.load(f)
+            self.teacher.sync_count = meta["sync_count"]
+            self.teacher.last_sync_step = meta["last_sync_step"]
+        for callback in self.callback_handler.callbacks:
+            if hasattr(callback, "load_from_checkpoint"):
+                callback.load_from_checkpoint(checkpoint)

@@ -1,5 +1,6 @@
 """SkillSDTrainer on a tiny offline model: GRPO equivalence, teacher identity, sync modes, alignment, metrics."""
 
+import json
 import math
 
 import pytest
@@ -278,3 +279,21 @@ def test_wrong_config_type_is_refused(tiny_model_path, tmp_path):
     with pytest.raises(TypeError, match="SkillSDConfig"):
         SkillSDTrainer(model=tiny_model_path, reward_funcs=length_reward,
                        args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False), train_dataset=toy_dataset())
+
+
+def test_checkpoint_saves_and_resume_restores_teacher(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, teacher_sync_mode="ema", teacher_ema_rate=0.5, save_strategy="steps",
+                 save_steps=1, max_steps=2)
+    tr.train()
+    ckpt = tmp_path / "checkpoint-1"
+    assert (ckpt / "teacher_state.pt").exists() and (ckpt / "teacher_state.json").exists()
+    saved = torch.load(ckpt / "teacher_state.pt", weights_only=True)
+    final = tr.teacher.state_dict()
+    assert saved.keys() == final.keys()
+    assert any(not torch.equal(saved[k], final[k]) for k in saved)  # step 1's teacher differs from the end state
+
+    resumed = trainer(tiny_model_path, tmp_path / "r", teacher_sync_mode="ema", teacher_ema_rate=0.5)
+    resumed.restore_extra_state(str(ckpt))
+    for k, v in resumed.teacher.state_dict().items():
+        assert torch.equal(v, saved[k])
+    assert resumed.teacher.sync_count == json.loads((ckpt / "teacher_state.json").read_text())["sync_count"]
