@@ -1,0 +1,660 @@
+"""Summarizer backends: trajectories of one task in, the raw text of one skill JSON object out.
+
+All backends share one interface, :class:`Summarizer`: a ``name`` (stored in each skill's metadata) and
+``summarize(trajectories) -> str``. The caller parses the text with :func:`~skill_sd_trl.skills.schema.parse_skill`
+so every backend is held to the same schema and every failure is counted in the same place.
+
+* :class:`TransformersSummarizer`: a local causal LM (path or model object + tokenizer), chat template, greedy.
+* :class:`OpenAIChatSummarizer`: any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, TGI, OpenAI, ...),
+  stdlib ``urllib`` only, per-call timeout, retries with exponential backoff on timeouts, 429 and 5xx.
+* :class:`ExperienceSummarizer`: no model at all. It writes the skill from what the episodes show: the shortest
+  successful action sequence seen so far for the task (kept across calls), the mistakes recorded by the
+  environment (``Turn.valid``, ``Turn.info["events"]``) and what the winning episodes did. The offline default,
+  and the baseline an LLM summarizer has to beat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..trajectory import Trajectory, Turn
+from .prompts import PromptBook, PromptSpec
+from .schema import MAX_FIELD_CHARS, SKILL_KEYS
+
+
+class SummarizerError(RuntimeError):
+    """A backend failed to produce text (HTTP error, bad response, prompt too long...).
+
+    ``retryable`` tells the caller whether trying again may help (timeouts, 429, 5xx) or not (401, bad JSON).
+    """
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def _check_one_task(trajectories: Sequence[Trajectory]) -> None:
+    if not trajectories:
+        raise ValueError("summarize() needs at least one trajectory")
+    task_ids = {t.task_id for t in trajectories}
+    if len(task_ids) > 1:
+        raise ValueError(f"summarize() takes the trajectories of one task; got task ids {sorted(task_ids)[:5]}")
+
+
+class Summarizer(ABC):
+    """Turns the finished trajectories of one task into the raw text of one skill JSON object."""
+
+    name: str = "summarizer"
+
+    @abstractmethod
+    def summarize(self, trajectories: Sequence[Trajectory]) -> str:
+        """Return raw text expected to contain one skill JSON object (parsed and validated by the caller)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+class LLMSummarizer(Summarizer):
+    """Common part of the model-backed summarizers: picking and rendering the prompt."""
+
+    def __init__(self, prompt: PromptSpec = None, max_prompt_chars: int = 12000, max_trajectories: int = 4):
+        if max_trajectories < 1:
+            raise ValueError(f"max_trajectories={max_trajectories} must be >= 1")
+        self.prompts = PromptBook(prompt)
+        self.max_prompt_chars = max_prompt_chars
+        self.max_trajectories = max_trajectories
+
+    def build_messages(self, trajectories: Sequence[Trajectory]) -> list[dict[str, str]]:
+        _check_one_task(trajectories)
+        template = self.prompts.for_env(trajectories[0].env_name)
+        return template.render(trajectories, max_chars=self.max_prompt_chars, max_trajectories=self.max_trajectories)
+
+    def summarize(self, trajectories: Sequence[Trajectory]) -> str:
+        return self.complete(self.build_messages(trajectories))
+
+    @abstractmethod
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        """Answer a chat conversation."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Local transformers model
+# --------------------------------------------------------------------------------------------------------------
+
+
+class TransformersSummarizer(LLMSummarizer):
+    """A local causal LM, greedy decoding.
+
+    Args:
+        model: a path/Hub id (loaded with ``AutoModelForCausalLM`` on ``device``) or a loaded model.
+        tokenizer: required with a model object; loaded from the path otherwise.
+        max_new_tokens: generation budget for the JSON answer.
+        device: where a model loaded from a path goes (default ``"cpu"``); a model object is not moved.
+        chat_template_kwargs: extra arguments for ``apply_chat_template`` (e.g. ``{"enable_thinking": False}``).
+
+    Do not pass the model being trained: generation runs in a background thread, concurrently with training.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        max_new_tokens: int = 512,
+        device: str = "cpu",
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        prompt: PromptSpec = None,
+        max_prompt_chars: int = 12000,
+        max_trajectories: int = 4,
+    ):
+        super().__init__(prompt=prompt, max_prompt_chars=max_prompt_chars, max_trajectories=max_trajectories)
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+        if isinstance(model, (str, os.PathLike)):
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            path = os.fspath(model)
+            tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path).to(device)
+            model.eval()
+            default_name = path.rstrip("/").split("/")[-1]
+        else:
+            if tokenizer is None:
+                raise ValueError("TransformersSummarizer: pass tokenizer=... together with a model object")
+            default_name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.name = name or f"transformers:{default_name}"
+        self._lock = threading.Lock()  # one generate at a time on a shared model
+
+    def _encode(self, messages: list[dict[str, str]]):
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            enc = tok.apply_chat_template(
+                messages,
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                return_tensors="pt",
+                **self.chat_template_kwargs,
+            )
+            return enc["input_ids"], enc.get("attention_mask")
+        # No chat template (base models): a plain transcript ending where the answer starts.
+        text = "\n\n".join(m["content"] for m in messages) + "\n\nJSON answer:\n"
+        enc = tok(text, return_tensors="pt")
+        return enc["input_ids"], enc.get("attention_mask")
+
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        import torch
+
+        input_ids, attention_mask = self._encode(messages)
+        limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        if limit is not None and input_ids.shape[1] + self.max_new_tokens > limit:
+            raise SummarizerError(
+                f"prompt of {input_ids.shape[1]} tokens + max_new_tokens={self.max_new_tokens} exceeds the model's "
+                f"{limit} positions; lower max_prompt_chars (now {self.max_prompt_chars}) or max_new_tokens"
+            )
+        device = next(self.model.parameters()).device
+        input_ids = input_ids.to(device)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id
+        with self._lock, torch.no_grad():
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask.to(device),
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad_id,
+            )
+        return self.tokenizer.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# OpenAI-compatible HTTP endpoint
+# --------------------------------------------------------------------------------------------------------------
+
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class OpenAIChatSummarizer(LLMSummarizer):
+    """An OpenAI-compatible chat-completions endpoint, through the standard library only.
+
+    Args:
+        base_url: e.g. ``"http://localhost:8000/v1"``; requests go to ``{base_url}/chat/completions``.
+        model: the model name sent in the request.
+        api_key_env: environment variable holding the API key (sent as ``Authorization: Bearer``). ``None`` for
+            servers without authentication.
+        timeout: seconds per socket operation of one attempt (connect, and each read).
+        max_retries: extra attempts after the first on timeouts, connection errors, 408/409/425/429 and 5xx.
+        backoff: first retry delay in seconds, doubled each retry, capped at ``max_backoff``; a ``Retry-After``
+            header on 429/503 is honoured (also capped).
+
+    Malformed responses (not JSON, no ``choices[0].message.content`` string) and other 4xx statuses are not
+    retried: they are configuration errors, and retrying would only hide them.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        timeout: float = 120.0,
+        max_retries: int = 3,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+        extra_body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        name: str | None = None,
+        prompt: PromptSpec = None,
+        max_prompt_chars: int = 12000,
+        max_trajectories: int = 4,
+    ):
+        super().__init__(prompt=prompt, max_prompt_chars=max_prompt_chars, max_trajectories=max_trajectories)
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url={base_url!r} must start with http:// or https:// (e.g. http://host:8000/v1)")
+        if not model:
+            raise ValueError("model must name the served model (the 'model' field of the request)")
+        if timeout <= 0 or max_retries < 0 or backoff < 0:
+            raise ValueError("timeout must be > 0, max_retries >= 0 and backoff >= 0")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key: str | None = None
+        if api_key_env is not None:
+            self.api_key = os.environ.get(api_key_env)
+            if not self.api_key:
+                raise ValueError(
+                    f"environment variable {api_key_env} is not set; export the API key there, or pass "
+                    "api_key_env=None for a server without authentication"
+                )
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.extra_body = dict(extra_body or {})
+        self.headers = dict(headers or {})
+        self.name = name or f"openai:{model}"
+        self._sleep = time.sleep  # replaceable in tests
+
+    def _request(self, payload: bytes) -> urllib.request.Request:
+        headers = {"Content-Type": "application/json", "Accept": "application/json", **self.headers}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return urllib.request.Request(self.url, data=payload, headers=headers, method="POST")
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        delay = self.backoff * (2**attempt)
+        if retry_after:
+            try:
+                delay = float(retry_after)
+            except ValueError:
+                pass  # an HTTP date: keep exponential backoff
+        return max(0.0, min(delay, self.max_backoff))
+
+    def _attempt(self, payload: bytes) -> bytes:
+        """One HTTP round trip; raises SummarizerError with ``retryable`` set."""
+        try:
+            with urllib.request.urlopen(self._request(payload), timeout=self.timeout) as resp:
+                body = resp.read(MAX_RESPONSE_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(300).decode("utf-8", "replace") if exc.fp is not None else ""
+            err = SummarizerError(
+                f"HTTP {exc.code} from {self.url}: {detail.strip()[:300]!r}", retryable=exc.code in _RETRYABLE_STATUS
+            )
+            err.retry_after = exc.headers.get("Retry-After") if exc.headers else None  # type: ignore[attr-defined]
+            raise err from exc
+        except (TimeoutError, socket.timeout) as exc:
+            raise SummarizerError(f"timeout after {self.timeout}s waiting for {self.url}", retryable=True) from exc
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, (TimeoutError, socket.timeout)):
+                raise SummarizerError(f"timeout after {self.timeout}s connecting to {self.url}", retryable=True) from exc
+            raise SummarizerError(f"cannot reach {self.url}: {reason}", retryable=True) from exc
+        except (ConnectionError, OSError) as exc:  # reset mid-response, http.client.RemoteDisconnected...
+            raise SummarizerError(f"connection to {self.url} failed: {exc!r}", retryable=True) from exc
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise SummarizerError(f"response from {self.url} is larger than {MAX_RESPONSE_BYTES} bytes")
+        return body
+
+    def _content(self, body: bytes) -> str:
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise SummarizerError(
+                f"response from {self.url} is not JSON: {body[:200].decode('utf-8', 'replace')!r}"
+            ) from None
+        if isinstance(data, dict) and "error" in data and "choices" not in data:
+            raise SummarizerError(f"server returned an error: {str(data['error'])[:300]}")
+        try:
+            content = data["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise SummarizerError(
+                f"unexpected response shape from {self.url}: expected choices[0].message.content, got "
+                f"{json.dumps(data)[:200]}"
+            ) from None
+        if not isinstance(content, str):
+            raise SummarizerError(
+                f"choices[0].message.content is {type(content).__name__}, expected a string "
+                "(a refusal or tool call instead of text?)"
+            )
+        return content
+
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        payload = json.dumps(
+            {
+                "model": self.model,
+                "messages": messages,
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+                **self.extra_body,
+            }
+        ).encode("utf-8")
+        last: SummarizerError | None = None
+        for attempt in range(self.max_retries + 1):
+            try:
+                return self._content(self._attempt(payload))
+            except SummarizerError as exc:
+                last = exc
+                if not exc.retryable or attempt == self.max_retries:
+                    break
+                self._sleep(self._delay(attempt, getattr(exc, "retry_after", None)))
+        assert last is not None
+        attempts = attempt + 1
+        raise SummarizerError(f"{last} (after {attempts} attempt{'s' if attempts > 1 else ''})", last.retryable)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Programmatic, experience-based summarizer
+# --------------------------------------------------------------------------------------------------------------
+
+POSITIVE_EVENTS = frozenset({"box_on_target", "solved", "subtask_done", "test_passed"})
+
+# Known mistake tags -> (what happened, how to avoid it). Anything else is reported neutrally.
+_MISTAKES: dict[str, tuple[str, str]] = {
+    "box_in_dead_corner": (
+        "A box was pushed into a dead corner (a corner that is not a target: the box can never be moved out again)",
+        "Before each push, check where the box will end; never push a box into a non-target corner.",
+    ),
+    "box_off_target": (
+        "A box was pushed off a target",
+        "Leave boxes that are on targets in place unless the solution needs them moved.",
+    ),
+    "actions_truncated": (
+        "The agent sent more actions in one turn than allowed; the extra ones were skipped",
+        "Send at most the allowed number of actions per turn.",
+    ),
+    "wall_bump": (
+        "The agent walked into a wall",
+        "Read the board before moving; a move into a wall wastes a turn.",
+    ),
+}
+_INVALID_ADVICE = "Answer with exactly the required action format; unparseable or refused actions waste turns."
+_API_ADVICE = "Check the API name and its arguments against the API docs before calling; read the error message."
+_STEP_CHARS = 300  # one workflow step (e.g. a code cell) is clipped to this
+
+
+def turn_actions(turn: Turn) -> list[str]:
+    """The actions a turn applied: ``info["actions"]`` when the environment reports them, else the raw action
+    text of a valid turn (generic environments), else nothing."""
+    actions = turn.info.get("actions") if isinstance(turn.info, dict) else None
+    if isinstance(actions, list):
+        return [str(a).strip() for a in actions if str(a).strip()]
+    if turn.valid and turn.action.strip():
+        return [turn.action.strip()]
+    return []
+
+
+def trajectory_actions(traj: Trajectory) -> list[str]:
+    return [a for turn in traj.turns for a in turn_actions(turn)]
+
+
+def _events(turn: Turn) -> list[str]:
+    events = turn.info.get("events") if isinstance(turn.info, dict) else None
+    return [str(e) for e in events] if isinstance(events, list) else []
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _run_length(actions: Sequence[str]) -> list[str]:
+    """Consecutive repeats of short actions become ``"Up x3"``; long actions (code) stay one per step."""
+    steps: list[str] = []
+    i = 0
+    while i < len(actions):
+        j = i
+        while j + 1 < len(actions) and actions[j + 1] == actions[i] and len(actions[i]) <= 40:
+            j += 1
+        count = j - i + 1
+        steps.append(_clip(actions[i], _STEP_CHARS) + (f" x{count}" if count > 1 else ""))
+        i = j + 1
+    return steps
+
+
+def _numbered(steps: Sequence[str], budget: int) -> str:
+    lines: list[str] = []
+    used = 0
+    for k, step in enumerate(steps, 1):
+        line = f"{k}. {step}"
+        if used + len(line) + 1 > budget - 40:
+            lines.append(f"... ({len(steps) - k + 1} more steps)")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    return "\n".join(lines)
+
+
+def _counts(counter: Counter, limit: int = 6) -> str:
+    return ", ".join(f"{name} x{n}" if n > 1 else name for name, n in counter.most_common(limit))
+
+
+@dataclass
+class TaskMemory:
+    """What :class:`ExperienceSummarizer` remembers about one task across calls."""
+
+    episodes: int = 0
+    successes: int = 0
+    best_success_actions: list[str] | None = None
+    best_success_reward: float = 0.0
+    best_success_step: int = 0
+    best_attempt_actions: list[str] = field(default_factory=list)
+    best_attempt_completion: float = -1.0  # -1: no unsolved attempt recorded yet
+    best_attempt_reward: float = 0.0
+
+
+class ExperienceSummarizer(Summarizer):
+    """Writes the skill JSON from the episodes alone (no model, no ground truth).
+
+    * ``golden_workflow``: the shortest successful action sequence seen so far for the task (remembered across
+      calls, ties keep the earlier one); before any success, the best attempt so far (highest completion, then
+      reward) up to its last progress event.
+    * ``mistake_analysis``: what the episodes of this call show: invalid turns (``Turn.valid`` false or an
+      ``invalid_action`` event), known harmful events (dead corners, boxes off targets, wall bumps), API errors
+      (``api_error: <message>``), and how unsolved episodes ended.
+    * ``success_analysis``: how many episodes succeeded, their move counts, the shortest winner's actions, the
+      most used actions and the progress events of the winners.
+
+    The output is deterministic for a given memory and input, so an unchanged situation produces a duplicate
+    that the bank rejects instead of a near-copy.
+    """
+
+    name = "experience"
+
+    def __init__(self, max_field_chars: int = MAX_FIELD_CHARS - 100):
+        self.max_field_chars = max_field_chars
+        self._memory: dict[str, TaskMemory] = {}
+        self._lock = threading.Lock()
+
+    # -- memory ---------------------------------------------------------------------------------------------
+    def memory(self, task_id: str) -> TaskMemory | None:
+        with self._lock:
+            mem = self._memory.get(task_id)
+            return None if mem is None else TaskMemory(**asdict(mem))
+
+    def state_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {"version": 1, "tasks": {tid: asdict(m) for tid, m in self._memory.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("version") != 1:
+            raise ValueError(f"unsupported ExperienceSummarizer state version {state.get('version')!r}; expected 1")
+        with self._lock:
+            self._memory = {tid: TaskMemory(**m) for tid, m in state["tasks"].items()}
+
+    def _update(self, mem: TaskMemory, trajectories: Sequence[Trajectory]) -> None:
+        for traj in trajectories:
+            mem.episodes += 1
+            actions = trajectory_actions(traj)
+            if traj.success:
+                mem.successes += 1
+                if mem.best_success_actions is None or len(actions) < len(mem.best_success_actions):
+                    mem.best_success_actions = actions
+                    mem.best_success_reward = float(traj.reward)
+                    mem.best_success_step = int(traj.step)
+            elif (traj.completion, traj.reward) > (mem.best_attempt_completion, mem.best_attempt_reward):
+                mem.best_attempt_completion = float(traj.completion)
+                mem.best_attempt_reward = float(traj.reward)
+                mem.best_attempt_actions = self._progress_prefix(traj)
+
+    @staticmethod
+    def _progress_prefix(traj: Trajectory) -> list[str]:
+        """Actions up to the last turn with a progress event: what came after did not help."""
+        last = -1
+        for i, turn in enumerate(traj.turns):
+            if any(e in POSITIVE_EVENTS for e in _events(turn)):
+                last = i
+        turns = traj.turns if last < 0 else traj.turns[: last + 1]
+        return [a for turn in turns for a in turn_actions(turn)]
+
+    # -- the three fields -------------------------------------------------------------------------------------
+    def _golden_workflow(self, mem: TaskMemory) -> str:
+        budget = self.max_field_chars
+        if mem.best_success_actions is not None:
+            head = (
+                f"Shortest solution seen so far ({len(mem.best_success_actions)} actions, reward "
+                f"{mem.best_success_reward:.2f}, from step {mem.best_success_step}):"
+            )
+            if not mem.best_success_actions:
+                return head + "\n1. (the task was solved without any action)"
+            return head + "\n" + _numbered(_run_length(mem.best_success_actions), budget - len(head))
+        head = (
+            f"No episode has solved this task yet ({mem.episodes} seen). Best attempt so far (completion "
+            f"{max(mem.best_attempt_completion, 0.0):.0%}, reward {mem.best_attempt_reward:.2f})"
+        )
+        if not mem.best_attempt_actions:
+            return head + ": no useful action yet. Start by making one valid move that makes progress."
+        head += ", up to its last progress:"
+        tail = "\nThen continue from there and avoid the mistakes listed."
+        return head + "\n" + _numbered(_run_length(mem.best_attempt_actions), budget - len(head) - len(tail)) + tail
+
+    def _mistake_analysis(self, trajectories: Sequence[Trajectory]) -> str:
+        n = len(trajectories)
+        invalid_turns = 0
+        invalid_eps: set[int] = set()
+        invalid_example = ""
+        tag_count: Counter = Counter()
+        tag_eps: dict[str, set[int]] = {}
+        tag_example: dict[str, str] = {}
+        api_errors: Counter = Counter()
+        other: Counter = Counter()
+        endings: Counter = Counter()
+        for k, traj in enumerate(trajectories):
+            if not traj.success:
+                endings[traj.stop_reason] += 1
+            for t, turn in enumerate(traj.turns, 1):
+                events = _events(turn)
+                if not turn.valid or "invalid_action" in events:
+                    invalid_turns += 1
+                    invalid_eps.add(k)
+                    invalid_example = invalid_example or _clip(turn.action, 80)
+                for event in events:
+                    if event == "invalid_action" or event in POSITIVE_EVENTS:
+                        continue
+                    if event.startswith("api_error"):
+                        api_errors[_clip(event.partition(":")[2].strip() or "unknown", 120)] += 1
+                    elif event in _MISTAKES:
+                        tag_count[event] += 1
+                        tag_eps.setdefault(event, set()).add(k)
+                        if event not in tag_example:
+                            acts = turn_actions(turn)
+                            tag_example[event] = f"at turn {t}" + (f" after '{_clip(acts[-1], 60)}'" if acts else "")
+                    elif not traj.success:
+                        other[_clip(event, 60)] += 1
+        parts: list[str] = []
+        if invalid_turns:
+            example = f" (e.g. {invalid_example!r})" if invalid_example else ""
+            parts.append(
+                f"Invalid or unparseable actions: {invalid_turns} turn(s) in {len(invalid_eps)} of {n} episode(s)"
+                f"{example}. {_INVALID_ADVICE}"
+            )
+        for tag in (t for t in _MISTAKES if t in tag_count):  # most harmful first
+            count = tag_count[tag]
+            what, advice = _MISTAKES[tag]
+            parts.append(
+                f"{what}: {count} time(s) in {len(tag_eps[tag])} of {n} episode(s), first {tag_example[tag]}. "
+                f"{advice}"
+            )
+        if api_errors:
+            parts.append(f"API errors ({sum(api_errors.values())}): {_counts(api_errors, 4)}. {_API_ADVICE}")
+        if other:
+            parts.append(f"Other events in unsolved episodes: {_counts(other)}.")
+        if endings:
+            parts.append(f"Unsolved episodes ({sum(endings.values())} of {n}) ended by: {_counts(endings)}.")
+        if not parts:
+            return f"No invalid actions or harmful events in the {n} episode(s) shown; keep the same discipline."
+        return _clip_block("\n".join(f"- {p}" for p in parts), self.max_field_chars)
+
+    def _success_analysis(self, trajectories: Sequence[Trajectory], mem: TaskMemory) -> str:
+        n = len(trajectories)
+        winners = [t for t in trajectories if t.success]
+        if winners:
+            moves = [len(trajectory_actions(t)) for t in winners]
+            shortest = min(winners, key=lambda t: len(trajectory_actions(t)))
+            used: Counter = Counter(a for t in winners for a in trajectory_actions(t) if len(a) <= 40)
+            progress: Counter = Counter(
+                e for t in winners for turn in t.turns for e in _events(turn) if e in POSITIVE_EVENTS
+            )
+            turns = [len(t.turns) for t in winners]
+            text = (
+                f"{len(winners)} of {n} episode(s) solved the task, with {_span(moves)} actions "
+                f"(mean {sum(moves) / len(moves):.1f}) in {_span(turns)} turns. The shortest winner played: "
+                f"{_clip(', '.join(_run_length(trajectory_actions(shortest))), 600) or '(no action)'}."
+            )
+            if used:
+                text += f" Most used actions: {_counts(used, 4)}."
+            if progress:
+                text += f" Progress along the way: {_counts(progress)}."
+            clean = [t for t in winners if all(turn.valid for turn in t.turns)]
+            if len(clean) == len(winners):
+                text += " Every winning turn was a valid action."
+            return _clip_block(text, self.max_field_chars)
+        best = max(trajectories, key=lambda t: (t.completion, t.reward))
+        progress = Counter(e for turn in best.turns for e in _events(turn) if e in POSITIVE_EVENTS)
+        text = (
+            f"None of the {n} episode(s) here solved the task. The best reached completion {best.completion:.0%} "
+            f"with reward {best.reward:.2f}" + (f" ({_counts(progress)})" if progress else "") + "."
+        )
+        if mem.best_success_actions is not None:
+            text += (
+                f" An earlier episode did solve it in {len(mem.best_success_actions)} actions: follow the golden "
+                "workflow."
+            )
+        return _clip_block(text, self.max_field_chars)
+
+    def summarize(self, trajectories: Sequence[Trajectory]) -> str:
+        _check_one_task(trajectories)
+        task_id = trajectories[0].task_id
+        with self._lock:
+            mem = self._memory.setdefault(task_id, TaskMemory())
+            self._update(mem, trajectories)
+            skill = {
+                "success_analysis": self._success_analysis(trajectories, mem),
+                "mistake_analysis": self._mistake_analysis(trajectories),
+                "golden_workflow": self._golden_workflow(mem),
+            }
+        assert tuple(skill) == SKILL_KEYS
+        return json.dumps(skill, ensure_ascii=False, indent=2)
+
+
+def _span(values: Sequence[int]) -> str:
+    lo, hi = min(values), max(values)
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def _clip_block(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+def build_summarizer(kind: str, **kwargs: Any) -> Summarizer:
+    """Construct a backend by name: ``"experience"``, ``"transformers"`` or ``"openai"``."""
+    kinds = {
+        "experience": ExperienceSummarizer,
+        "transformers": TransformersSummarizer,
+        "openai": OpenAIChatSummarizer,
+    }
+    if kind not in kinds:
+        raise ValueError(f"unknown summarizer {kind!r}; choose one of {sorted(kinds)}")
+    return kinds[kind](**kwargs)
