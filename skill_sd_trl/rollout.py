@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -60,8 +60,218 @@ class _Episode:
     stop_reason: str | None = None
 
 
+class GenerationBackend(Protocol):
+    """What the episode loop needs from a model: the trainer's sampler during training, a plain model in eval."""
+
+    eos_token_ids: set[int]
+
+    def tokenize_prompt(self, prompt: Any) -> list[int]: ...
+
+    def generate(self, contexts: list[list[int]], max_new_tokens: int) -> tuple[list[list[int]], list[list[float]] | None]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def observation_ids(self, observation: str, turn_closed: bool) -> list[int]: ...
+
+
+class TrainerBackend:
+    """Samples with the trainer's own backend (transformers generate, or TRL's vLLM colocate/server)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.eos_token_ids = set(trainer.eos_token_ids)
+        self._observations = ChatObservations(
+            trainer.processing_class, trainer.chat_template, getattr(trainer, "chat_template_kwargs", {})
+        )
+
+    def tokenize_prompt(self, prompt):
+        return list(self.trainer._tokenize_prompts([prompt])[0][0])
+
+    def generate(self, contexts, max_new_tokens):
+        with _max_new_tokens(self.trainer, max_new_tokens):
+            return self.trainer._generate_single_turn(contexts, None, {}, num_generations=1)
+
+    def decode(self, ids):
+        return self.trainer.processing_class.decode(ids, skip_special_tokens=True)
+
+    def observation_ids(self, observation, turn_closed):
+        return self._observations(observation, turn_closed)
+
+
+class ModelBackend:
+    """Generates with a plain `transformers` model (evaluation, or any use outside a trainer)."""
+
+    def __init__(self, model, tokenizer, do_sample: bool = False, temperature: float = 1.0, chat_template_kwargs=None):
+        self.model, self.tokenizer = model, tokenizer
+        self.do_sample, self.temperature = do_sample, temperature
+        self.chat_template_kwargs = chat_template_kwargs or {}
+        eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else tokenizer.eos_token_id
+        self.eos_token_ids = set(eos if isinstance(eos, list) else [eos])
+        self._observations = ChatObservations(tokenizer, None, self.chat_template_kwargs)
+
+    def tokenize_prompt(self, prompt):
+        if isinstance(prompt, str):
+            return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return list(self.tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
+                                                       return_dict=False, **self.chat_template_kwargs))
+
+    @torch.no_grad()
+    def generate(self, contexts, max_new_tokens):
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else next(iter(self.eos_token_ids))
+        width = max(len(c) for c in contexts)
+        device = next(self.model.parameters()).device
+        ids = torch.tensor([[pad_id] * (width - len(c)) + list(c) for c in contexts], device=device)
+        mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], device=device)
+        sampling = dict(do_sample=True, temperature=self.temperature) if self.do_sample else dict(do_sample=False)
+        out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
+                                  eos_token_id=sorted(self.eos_token_ids), **sampling)[:, width:].tolist()
+        completions = []
+        for row in out:
+            end = next((i for i, t in enumerate(row) if t in self.eos_token_ids), None)
+            completions.append(row if end is None else row[: end + 1])
+        return completions, None
+
+    def decode(self, ids):
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def observation_ids(self, observation, turn_closed):
+        return self._observations(observation, turn_closed)
+
+
+class ChatObservations:
+    """Token ids that close the model's turn (if it did not) and render an observation as the next user message,
+    ending with the assistant generation prompt — derived from the chat template, so any template works."""
+
+    _DUMMY = [{"role": "user", "content": "dummy"}, {"role": "assistant", "content": "dummy"}]
+
+    def __init__(self, tokenizer, chat_template=None, template_kwargs=None):
+        self.tokenizer = tokenizer
+        self.kwargs = dict(template_kwargs or {})
+        if chat_template is not None:
+            self.kwargs["chat_template"] = chat_template
+        history = tokenizer.apply_chat_template(self._DUMMY, tokenize=True, add_generation_prompt=False,
+                                                return_dict=False, **self.kwargs)
+        # Thinking templates render the last assistant turn differently once a user message follows, so instead of
+        # a prefix comparison the boundary is "after the EOS that closes the dummy assistant turn".
+        self.eos_in_history = sum(1 for t in history if t == tokenizer.eos_token_id)
+        if self.eos_in_history == 0:
+            raise ValueError("The chat template does not close turns with the EOS token; cannot render observations.")
+
+    def __call__(self, observation: str, turn_closed: bool) -> list[int]:
+        full = self.tokenizer.apply_chat_template(self._DUMMY + [{"role": "user", "content": observation}],
+                                                  tokenize=True, add_generation_prompt=True, return_dict=False,
+                                                  **self.kwargs)
+        eos = self.tokenizer.eos_token_id
+        positions = [i for i, t in enumerate(full) if t == eos]
+        suffix = list(full[positions[self.eos_in_history - 1] + 1:])
+        return suffix if turn_closed else [eos, *suffix]
+
+
+def play_episodes(prompts: list, rows: Sequence[Mapping[str, Any]], backend: GenerationBackend,
+                  env_factory: Callable[[], TextEnv], limits: RolloutLimits, completion_budget: int,
+                  task_id_column: str = "task_id", env_name: str | None = None) -> tuple[list[_Episode], list[dict]]:
+    """Play one episode per prompt, all in lock-step (one batched generation per turn).
+
+    Returns the episodes (token ids, env masks, logprobs) and their `Trajectory` records as dicts.
+    """
+    episodes = [_start(prompt, row, backend, env_factory) for prompt, row in zip(prompts, rows, strict=True)]
+    for turn in range(limits.max_turns):
+        active = [e for e in episodes if e.stop_reason is None]
+        if not active:
+            break
+        _play_turn(active, backend, limits, completion_budget, last_turn=turn == limits.max_turns - 1)
+    for e in episodes:
+        if e.stop_reason is None:
+            e.stop_reason = "max_turns"
+    records = [_finish(e, row, task_id_column, env_name) for e, row in zip(episodes, rows, strict=True)]
+    return episodes, records
+
+
+def _start(prompt, row, backend, env_factory) -> _Episode:
+    env = env_factory()
+    extra = env.reset(row)
+    if extra:  # like TRL's environment_factory: appended to the last user message
+        prompt = [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + extra}]
+    return _Episode(env, prompt, backend.tokenize_prompt(prompt), [], [], [], [])
+
+
+def _room(e: _Episode, limits: RolloutLimits, budget: int) -> int:
+    room = budget - len(e.completion_ids)
+    if limits.max_context_tokens is not None:
+        room = min(room, limits.max_context_tokens - len(e.prompt_ids) - len(e.completion_ids))
+    return room
+
+
+def _play_turn(active: list[_Episode], backend, limits: RolloutLimits, budget: int, last_turn: bool) -> None:
+    playing = []
+    for e in active:
+        n = min(limits.max_new_tokens_per_turn, _room(e, limits, budget))
+        if n <= 0:
+            e.stop_reason = "context_full"
+        else:
+            playing.append((e, n))
+    if not playing:
+        return
+    new_ids, new_logprobs = backend.generate([e.prompt_ids + e.completion_ids for e, _ in playing],
+                                             max(n for _, n in playing))
+    for i, (e, n) in enumerate(playing):
+        ids = list(new_ids[i])[:n]
+        ended = bool(ids) and ids[-1] in backend.eos_token_ids
+        e.completion_ids += ids
+        e.env_mask += [1] * len(ids)
+        e.logprobs += list(new_logprobs[i])[: len(ids)] if new_logprobs is not None else [0.0] * len(ids)
+        _apply_action(e, backend, ids, ended, limits, budget, last_turn)
+
+
+def _apply_action(e: _Episode, backend, ids, ended: bool, limits: RolloutLimits, budget: int, last_turn: bool) -> None:
+    text = backend.decode(ids)
+    try:
+        result = e.env.step(text)
+    except Exception as err:  # an environment fault ends this episode, never the training run
+        e.turns.append(Turn(action=text, observation=f"environment error: {err}", valid=False,
+                            info={"actions": [], "events": [f"env_error: {type(err).__name__}"]}))
+        e.stop_reason = "env_error"
+        return
+    e.reward += float(result.reward)
+    e.turns.append(Turn(action=text, observation=result.observation, valid=result.valid, info=dict(result.info)))
+    e.invalid_streak = 0 if result.valid else e.invalid_streak + 1
+    if result.done:
+        e.stop_reason = result.stop_reason or "done"
+    elif limits.max_consecutive_invalid is not None and e.invalid_streak >= limits.max_consecutive_invalid:
+        e.stop_reason = "invalid_output"
+    elif last_turn:
+        e.stop_reason = "max_turns"
+    else:
+        obs_ids = backend.observation_ids(result.observation, turn_closed=ended)
+        if len(obs_ids) + 1 > _room(e, limits, budget):  # no room for the observation and one model token
+            e.stop_reason = "context_full"
+            return
+        e.completion_ids += obs_ids
+        e.env_mask += [0] * len(obs_ids)
+        e.logprobs += [0.0] * len(obs_ids)
+
+
+def _finish(e: _Episode, row, task_id_column: str, env_name: str | None) -> dict[str, Any]:
+    try:
+        score = e.env.score()
+    finally:
+        e.env.close()
+    traj = Trajectory(
+        task_id=task_id_of(row, task_id_column),
+        env_name=env_name or getattr(e.env, "name", "env"),
+        task=prompt_text(e.prompt),
+        turns=e.turns,
+        reward=e.reward,
+        success=bool(score.success),
+        completion=float(score.completion),
+        stop_reason=e.stop_reason,
+        info={**score.info, "num_turns": len(e.turns)},
+    )
+    return traj.to_dict()
+
+
 class MultiTurnRollout:
-    """A ``rollout_func`` playing one episode of ``env_factory()`` per prompt.
+    """A TRL ``rollout_func`` playing one episode of ``env_factory()`` per prompt.
 
     Args:
         env_factory: builds a fresh environment (called once per episode; ``close()`` is called at the end).
@@ -78,9 +288,8 @@ class MultiTurnRollout:
         self.env_factory = env_factory
         self.limits = limits or RolloutLimits()
         self.env_name = env_name
-        self._eos_count_cache: dict[int, int] = {}
+        self._backends: dict[int, TrainerBackend] = {}
 
-    # -- the rollout_func entry point ------------------------------------------------------------------------------
     def __call__(self, prompts: list, trainer) -> dict[str, list]:
         rows = getattr(trainer, "current_batch_rows", None)
         if rows is None or len(rows) != len(prompts):
@@ -88,19 +297,13 @@ class MultiTurnRollout:
                 "MultiTurnRollout needs the dataset rows of the batch as `trainer.current_batch_rows` (one per prompt); "
                 "use SkillSDTrainer (which sets it), or set it in your trainer before generation."
             )
-        episodes = [self._start(prompt, row, trainer) for prompt, row in zip(prompts, rows, strict=True)]
-        budget = int(trainer.max_completion_length)
-        for turn in range(self.limits.max_turns):
-            active = [e for e in episodes if e.stop_reason is None]
-            if not active:
-                break
-            self._play_turn(active, trainer, budget, last_turn=turn == self.limits.max_turns - 1)
-        for e in episodes:
-            if e.stop_reason is None:
-                e.stop_reason = "max_turns"
-        records = [self._finish(e, row, trainer) for e, row in zip(episodes, rows, strict=True)]
-        self._log_metrics(trainer, records)
-        use_logprobs = all(e.logprobs is not None for e in episodes) and getattr(trainer, "use_vllm", False)
+        backend = self._backends.get(id(trainer)) or self._backends.setdefault(id(trainer), TrainerBackend(trainer))
+        episodes, records = play_episodes(
+            prompts, rows, backend, self.env_factory, self.limits, int(trainer.max_completion_length),
+            getattr(trainer.args, "task_id_column", "task_id"), self.env_name,
+        )
+        log_episode_metrics(trainer, records)
+        use_logprobs = getattr(trainer, "use_vllm", False)
         return {
             "prompt_ids": [e.prompt_ids for e in episodes],
             "completion_ids": [e.completion_ids for e in episodes],
@@ -113,117 +316,30 @@ class MultiTurnRollout:
             "rollout_prompts": [e.prompt for e in episodes],
         }
 
-    # -- episode life cycle -----------------------------------------------------------------------------------------
-    def _start(self, prompt, row: Mapping[str, Any], trainer) -> _Episode:
-        env = self.env_factory()
-        extra = env.reset(row)
-        if extra:  # like TRL's environment_factory: appended to the last user message
-            prompt = [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + extra}]
-        prompt_ids = list(trainer._tokenize_prompts([prompt])[0][0])
-        return _Episode(env, prompt, prompt_ids, [], [], [], [])
 
-    def _play_turn(self, active: list[_Episode], trainer, budget: int, last_turn: bool) -> None:
-        limits = self.limits
-        allowed = []
-        for e in active:
-            room = budget - len(e.completion_ids)
-            if limits.max_context_tokens is not None:
-                room = min(room, limits.max_context_tokens - len(e.prompt_ids) - len(e.completion_ids))
-            allowed.append(min(limits.max_new_tokens_per_turn, room))
-        for e, n in zip(active, allowed, strict=True):
-            if n <= 0:
-                e.stop_reason = "context_full"
-        playing = [(e, n) for e, n in zip(active, allowed, strict=True) if n > 0]
-        if not playing:
-            return
-        contexts = [e.prompt_ids + e.completion_ids for e, _ in playing]
-        with _max_new_tokens(trainer, max(n for _, n in playing)):
-            new_ids, new_logprobs = trainer._generate_single_turn(contexts, None, {}, num_generations=1)
-        eos_ids = set(trainer.eos_token_ids)
-        for i, (e, n) in enumerate(playing):
-            ids = list(new_ids[i])[:n]
-            ended = bool(ids) and ids[-1] in eos_ids
-            e.completion_ids += ids
-            e.env_mask += [1] * len(ids)
-            if new_logprobs is not None:
-                e.logprobs += list(new_logprobs[i])[: len(ids)]
-            else:
-                e.logprobs += [0.0] * len(ids)
-            self._apply_action(e, trainer, ids, ended, budget, last_turn)
-
-    def _apply_action(self, e: _Episode, trainer, ids: list[int], ended: bool, budget: int, last_turn: bool) -> None:
-        text = trainer.processing_class.decode(ids, skip_special_tokens=True)
-        try:
-            result = e.env.step(text)
-        except Exception as err:  # an environment fault ends this episode, never the training run
-            e.turns.append(Turn(action=text, observation=f"environment error: {err}", valid=False,
-                                info={"actions": [], "events": [f"env_error: {type(err).__name__}"]}))
-            e.stop_reason = "env_error"
-            return
-        e.reward += float(result.reward)
-        e.turns.append(Turn(action=text, observation=result.observation, valid=result.valid, info=dict(result.info)))
-        e.invalid_streak = 0 if result.valid else e.invalid_streak + 1
-        if result.done:
-            e.stop_reason = result.stop_reason or "done"
-            return
-        limit = self.limits.max_consecutive_invalid
-        if limit is not None and e.invalid_streak >= limit:
-            e.stop_reason = "invalid_output"
-            return
-        if last_turn:
-            e.stop_reason = "max_turns"
-            return
-        obs_ids = observation_ids(trainer, result.observation, turn_closed=ended)
-        room = budget - len(e.completion_ids)
-        if self.limits.max_context_tokens is not None:
-            room = min(room, self.limits.max_context_tokens - len(e.prompt_ids) - len(e.completion_ids))
-        if len(obs_ids) + 1 > room:  # no room for the observation and at least one model token
-            e.stop_reason = "context_full"
-            return
-        e.completion_ids += obs_ids
-        e.env_mask += [0] * len(obs_ids)
-        e.logprobs += [0.0] * len(obs_ids)
-
-    def _finish(self, e: _Episode, row: Mapping[str, Any], trainer) -> dict[str, Any]:
-        try:
-            score = e.env.score()
-        finally:
-            e.env.close()
-        name = self.env_name or getattr(e.env, "name", "env")
-        traj = Trajectory(
-            task_id=task_id_of(row, getattr(trainer.args, "task_id_column", "task_id")),
-            env_name=name,
-            task=prompt_text(e.prompt),
-            turns=e.turns,
-            reward=e.reward,
-            success=bool(score.success),
-            completion=float(score.completion),
-            stop_reason=e.stop_reason,
-            info={**score.info, "num_turns": len(e.turns)},
-        )
-        return traj.to_dict()
-
-    def _log_metrics(self, trainer, records: list[dict]) -> None:
-        metrics = getattr(trainer, "_metrics", None)
-        if metrics is None or not records:
-            return
-        mode = "train" if trainer.model.training else "eval"
-        name = records[0]["env_name"]
-        local = torch.tensor(
-            [[float(r["success"]), r["completion"], r["reward"], r["info"]["num_turns"],
-              sum(not t["valid"] for t in r["turns"])] for r in records],
-            dtype=torch.float32, device=trainer.accelerator.device,
-        )
-        stats = trainer.accelerator.gather(local).mean(0).tolist()
-        for key, value in zip(("acc", "comp", "reward", "turns", "invalid_actions"), stats, strict=True):
-            metrics[mode][f"env/{name}/{key}"].append(value)
-        counts = Counter(r["stop_reason"] for r in records)
-        reasons = sorted(set(STOP_REASONS) | set(counts))
-        local = torch.tensor([float(counts.get(k, 0)) for k in reasons], device=trainer.accelerator.device)
-        total = trainer.accelerator.reduce(local, reduction="sum")
-        n = total.sum().clamp(min=1.0)
-        for reason, count in zip(reasons, total.tolist(), strict=True):
-            metrics[mode][f"env/{name}/stop/{reason}"].append(count / n.item())
+def log_episode_metrics(trainer, records: list[dict]) -> None:
+    """``env/<name>/{acc,comp,reward,turns,invalid_actions}`` and ``env/<name>/stop/<reason>``, averaged over ranks."""
+    metrics = getattr(trainer, "_metrics", None)
+    if metrics is None or not records:
+        return
+    mode = "train" if trainer.model.training else "eval"
+    name = records[0]["env_name"]
+    device = trainer.accelerator.device
+    local = torch.tensor(
+        [[float(r["success"]), r["completion"], r["reward"], r["info"]["num_turns"],
+          sum(not t["valid"] for t in r["turns"])] for r in records],
+        dtype=torch.float32, device=device,
+    )
+    stats = trainer.accelerator.gather(local).mean(0).tolist()
+    for key, value in zip(("acc", "comp", "reward", "turns", "invalid_actions"), stats, strict=True):
+        metrics[mode][f"env/{name}/{key}"].append(value)
+    counts = Counter(r["stop_reason"] for r in records)
+    reasons = sorted(set(STOP_REASONS) | set(counts))
+    total = trainer.accelerator.reduce(torch.tensor([float(counts.get(k, 0)) for k in reasons], device=device),
+                                       reduction="sum")
+    n = max(total.sum().item(), 1.0)
+    for reason, count in zip(reasons, total.tolist(), strict=True):
+        metrics[mode][f"env/{name}/stop/{reason}"].append(count / n)
 
 
 @contextlib.contextmanager
@@ -243,31 +359,3 @@ def _max_new_tokens(trainer, n: int):
     finally:
         for obj, attr, value in saved:
             setattr(obj, attr, value)
-
-
-def observation_ids(trainer, observation: str, turn_closed: bool) -> list[int]:
-    """Token ids that close the model's turn (if it did not) and render ``observation`` as the next user message,
-    ending with the generation prompt for the assistant — derived from the chat template, for any template."""
-    tok = trainer.processing_class
-    kwargs = dict(chat_template=trainer.chat_template, **getattr(trainer, "chat_template_kwargs", {}))
-    dummy = [{"role": "user", "content": "dummy"}, {"role": "assistant", "content": "dummy"}]
-    full = tok.apply_chat_template(dummy + [{"role": "user", "content": observation}], tokenize=True,
-                                   add_generation_prompt=True, return_dict=False, **kwargs)
-    eos = tok.eos_token_id
-    n_eos = _eos_in_history(trainer, dummy, kwargs)
-    positions = [i for i, t in enumerate(full) if t == eos]
-    if len(positions) < n_eos:
-        raise ValueError("The chat template does not close assistant turns with the EOS token; cannot render observations.")
-    suffix = list(full[positions[n_eos - 1] + 1:])
-    return suffix if turn_closed else [eos, *suffix]
-
-
-def _eos_in_history(trainer, dummy, kwargs) -> int:
-    """How many EOS tokens the template emits up to and including the end of the dummy assistant turn."""
-    tok = trainer.processing_class
-    key = id(tok)
-    cache = trainer.__dict__.setdefault("_skill_sd_eos_count", {})
-    if key not in cache:
-        ids = tok.apply_chat_template(dummy, tokenize=True, add_generation_prompt=False, return_dict=False, **kwargs)
-        cache[key] = sum(1 for t in ids if t == tok.eos_token_id)
-    return cache[key]

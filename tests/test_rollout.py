@@ -12,7 +12,7 @@ import torch
 from skill_sd_trl import SkillSDTrainer
 from skill_sd_trl.envs.sokoban import SokobanEnv, make_sokoban_dataset
 from skill_sd_trl.rewards import env_reward
-from skill_sd_trl.rollout import MultiTurnRollout, RolloutLimits, observation_ids
+from skill_sd_trl.rollout import ChatObservations, MultiTurnRollout, RolloutLimits
 
 from _trainer_utils import config, lora
 
@@ -166,10 +166,11 @@ def test_max_turns_stop_reason(tiny_model_path, tmp_path):
 def test_observation_ids_render_a_user_turn_and_close_truncated_turns(tiny_model_path, tmp_path):
     ds = make_sokoban_dataset("tiny", "train", seed=0)
     tr = _trainer(tiny_model_path, tmp_path, ds)
-    closed = observation_ids(tr, "board here", turn_closed=True)
+    render = ChatObservations(tr.processing_class, tr.chat_template)
+    closed = render("board here", turn_closed=True)
     text = tr.processing_class.decode(closed)
     assert text.startswith("\n<|im_start|>user\nboard here<|im_end|>") and text.endswith("<|im_start|>assistant\n")
-    opened = observation_ids(tr, "board here", turn_closed=False)
+    opened = render("board here", turn_closed=False)
     assert opened[0] == tr.processing_class.eos_token_id and opened[1:] == closed
 
 
