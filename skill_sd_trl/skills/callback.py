@@ -1,0 +1,393 @@
+"""Asynchronous trajectory-to-skill summarization during training.
+
+:class:`SkillSummarizerCallback` takes the finished trajectories from the trainer after every optimizer step,
+groups them by task and hands each group to a background worker thread. The worker calls the summarizer, parses
+the answer (:func:`~skill_sd_trl.skills.schema.parse_skill`) and stores valid skills in the bank. Training never
+waits for a summarizer.
+
+Queue overflow policy: the queue holds at most ``max_queue`` task groups; when it is full, the **oldest** waiting
+group is dropped (and counted in ``skills/dropped``): newer trajectories come from a better policy and are worth
+more. ``close()`` discards whatever is still waiting; call ``flush()`` first to keep it (``on_train_end`` does).
+
+Multi-process runs (``accelerate launch`` / ``torchrun``): every rank pops its own trajectories; at each
+``on_step_end`` they are gathered to the main process, which alone summarizes. The bandit feedback each rank
+recorded locally (``select``/``record_outcome``) is merged into the main process's bank, skills finished by the
+worker since the last step are added, and the main bank is broadcast, so every rank holds the same bank at the
+same step (and, UCB being deterministic, selects the same skill for the same task). In a single process the worker
+adds skills to the bank as soon as they are ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from ..trajectory import Trajectory
+from .bank import SkillBank, atomic_write_json
+from .render import order_for_summary
+from .schema import Skill, SkillParseError, parse_skill
+from .summarizers import Summarizer, SummarizerError
+
+logger = logging.getLogger(__name__)
+
+BANK_FILE = "skill_bank.json"
+SUMMARIZER_STATE_FILE = "skill_summarizer.json"
+
+
+@dataclass
+class _Job:
+    task_id: str
+    trajectories: list[Trajectory]
+    step: int
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class _CallTimeout(Exception):
+    pass
+
+
+class SkillSummarizerCallback(TrainerCallback):
+    """Summarizes finished trajectories into skills in a background thread.
+
+    Args:
+        trainer: provides ``pop_finished_trajectories() -> list[Trajectory]``; its ``accelerator`` (if any) tells
+            the process layout, else ``torch.distributed`` does, else a single process is assumed.
+        summarizer: any :class:`~skill_sd_trl.skills.summarizers.Summarizer`.
+        bank: the :class:`~skill_sd_trl.skills.bank.SkillBank` the trainer selects from.
+        max_queue: task groups waiting at most; beyond, the oldest is dropped.
+        call_timeout: seconds one summarizer call may take. A call that overruns is abandoned (its thread is left to
+            finish on its own, its result ignored) and counts as a timeout.
+        retries: extra attempts after a timeout or a retryable :class:`SummarizerError`. Parse failures are not
+            retried (greedy decoding would repeat them).
+        retry_backoff: seconds before the first retry, doubled after each.
+        max_trajectories_per_task: cap on the trajectories of one task handed over in one call (best and worst kept).
+        parse_kwargs: forwarded to :func:`parse_skill` (e.g. ``{"extra_keys": "ignore"}``).
+        flush_on_train_end: seconds ``on_train_end`` waits for the queue to drain before closing.
+        log_metrics: add :meth:`metrics` into the ``logs`` dict in ``on_log``.
+    """
+
+    def __init__(
+        self,
+        trainer: Any,
+        summarizer: Summarizer,
+        bank: SkillBank,
+        *,
+        max_queue: int = 64,
+        call_timeout: float = 300.0,
+        retries: int = 1,
+        retry_backoff: float = 2.0,
+        max_trajectories_per_task: int = 64,
+        parse_kwargs: dict[str, Any] | None = None,
+        flush_on_train_end: float = 60.0,
+        log_metrics: bool = True,
+    ):
+        if not callable(getattr(trainer, "pop_finished_trajectories", None)):
+            raise TypeError("trainer must provide pop_finished_trajectories() -> list[Trajectory]")
+        if not callable(getattr(summarizer, "summarize", None)):
+            raise TypeError(f"summarizer must have a summarize(trajectories) method, got {type(summarizer).__name__}")
+        if max_queue < 1 or call_timeout <= 0 or retries < 0 or max_trajectories_per_task < 1:
+            raise ValueError("need max_queue >= 1, call_timeout > 0, retries >= 0, max_trajectories_per_task >= 1")
+        self.trainer = trainer
+        self.summarizer = summarizer
+        self.bank = bank
+        self.max_queue = int(max_queue)
+        self.call_timeout = float(call_timeout)
+        self.retries = int(retries)
+        self.retry_backoff = float(retry_backoff)
+        self.max_trajectories_per_task = int(max_trajectories_per_task)
+        self.parse_kwargs = dict(parse_kwargs or {})
+        self.flush_on_train_end = float(flush_on_train_end)
+        self.log_metrics = log_metrics
+
+        self._cond = threading.Condition()
+        self._queue: deque[_Job] = deque()
+        self._busy = 0  # jobs being processed (a counter: an old worker may finish while a new one runs)
+        self._closed = False
+        self._worker: threading.Thread | None = None
+        self._generation = 0  # bumped by close(): a worker of an older generation exits
+        self._worker_generation = -1
+        self._staged: list[Skill] = []  # multi-process: skills waiting for the next synchronisation point
+        self._layout: tuple[int, int] | None = None
+        self._counts: Counter = Counter()
+        self._latency_sum = 0.0
+        self._latency_n = 0
+        self.failure_reasons: Counter = Counter()  # parse-failure / error reasons, for diagnosis
+
+    # -- process layout -------------------------------------------------------------------------------------
+    def _world(self) -> tuple[int, int]:
+        """(world size, rank), fixed at first use."""
+        if self._layout is None:
+            acc = getattr(self.trainer, "accelerator", None)
+            if acc is not None:
+                self._layout = (int(acc.num_processes), int(acc.process_index))
+            else:
+                import torch.distributed as dist
+
+                if dist.is_available() and dist.is_initialized():
+                    self._layout = (dist.get_world_size(), dist.get_rank())
+                else:
+                    self._layout = (1, 0)
+        return self._layout
+
+    @property
+    def is_main_process(self) -> bool:
+        return self._world()[1] == 0
+
+    # -- queue ----------------------------------------------------------------------------------------------
+    def submit(self, trajectories: Sequence[Trajectory], step: int = 0) -> int:
+        """Group ``trajectories`` by task and queue them for summarization; returns the number of groups queued.
+
+        Never blocks on the summarizer; a full queue drops its oldest group.
+        """
+        groups: dict[str, list[Trajectory]] = {}
+        for traj in trajectories:
+            groups.setdefault(traj.task_id, []).append(traj)
+        with self._cond:
+            self._closed = False  # submitting after close() (a second train() call) reopens with a fresh worker
+            for task_id, trajs in groups.items():
+                if len(trajs) > self.max_trajectories_per_task:
+                    trajs = order_for_summary(trajs, self.max_trajectories_per_task)
+                job_step = max([t.step for t in trajs] + [step])
+                if len(self._queue) >= self.max_queue:
+                    dropped = self._queue.popleft()
+                    self._counts["dropped"] += 1
+                    logger.warning("skill queue full (%d): dropped task %s", self.max_queue, dropped.task_id)
+                self._queue.append(_Job(task_id, trajs, job_step))
+                self._counts["submitted"] += 1
+            self._ensure_worker()
+            self._cond.notify_all()
+        return len(groups)
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive() or self._worker_generation != self._generation:
+            self._worker_generation = self._generation
+            self._worker = threading.Thread(
+                target=self._run, args=(self._generation,), name="skill-summarizer", daemon=True
+            )
+            self._worker.start()
+
+    def _run(self, generation: int) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed and generation == self._generation:
+                    self._cond.wait()
+                if self._closed or generation != self._generation:
+                    return  # closed, or superseded by a worker started after a close()
+                job = self._queue.popleft()
+                self._busy += 1
+            try:
+                self._process(job)
+            except Exception as exc:  # never let the worker die: training would silently stop getting skills
+                logger.exception("skill summarization failed for task %s", job.task_id)
+                self._count("errors", reason=f"internal: {exc!r}"[:120])
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued group has been processed; False if ``timeout`` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                if self._closed and not self._busy:
+                    return not self._queue
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker; groups still waiting are discarded (call :meth:`flush` first to keep them)."""
+        with self._cond:
+            self._closed = True
+            self._generation += 1
+            self._queue.clear()
+            self._cond.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout)
+
+    # -- one job --------------------------------------------------------------------------------------------
+    def _count(self, key: str, n: int = 1, reason: str | None = None) -> None:
+        with self._cond:
+            self._counts[key] += n
+            if reason:
+                self.failure_reasons[reason] += 1
+
+    def _call(self, trajectories: list[Trajectory]) -> str:
+        """Run the summarizer in its own daemon thread so an overrunning call can be abandoned."""
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["text"] = self.summarizer.summarize(trajectories)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the worker thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, name="skill-summarizer-call", daemon=True)
+        thread.start()
+        thread.join(self.call_timeout)
+        if thread.is_alive():
+            raise _CallTimeout(f"summarizer call exceeded {self.call_timeout}s")
+        if "error" in box:
+            raise box["error"]
+        return box["text"]
+
+    def _summarize_with_retries(self, job: _Job) -> str | None:
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._count("retries")
+                time.sleep(self.retry_backoff * 2 ** (attempt - 1))
+            start = time.monotonic()
+            try:
+                text = self._call(job.trajectories)
+            except _CallTimeout as exc:
+                self._count("timeouts")
+                last = str(exc)
+                continue
+            except SummarizerError as exc:
+                last = str(exc)
+                if exc.retryable:
+                    continue
+                break
+            except Exception as exc:  # a backend bug or bad input: not worth retrying
+                last = f"{type(exc).__name__}: {exc}"
+                break
+            with self._cond:
+                self._latency_sum += time.monotonic() - start
+                self._latency_n += 1
+            return text
+        logger.warning("skill summarizer failed for task %s: %s", job.task_id, last)
+        self._count("errors", reason=last[:120])
+        return None
+
+    def _process(self, job: _Job) -> None:
+        text = self._summarize_with_retries(job)
+        if text is None:
+            return
+        try:
+            skill = parse_skill(
+                text,
+                task_id=job.task_id,
+                reward=max(float(t.reward) for t in job.trajectories),
+                step=job.step,
+                summarizer=getattr(self.summarizer, "name", type(self.summarizer).__name__),
+                **self.parse_kwargs,
+            )
+        except SkillParseError as exc:
+            logger.info("skill for task %s rejected: %s", job.task_id, exc.reason)
+            self._count("parse_failures", reason=exc.reason[:120])
+            return
+        if self._world()[0] > 1:
+            with self._cond:
+                self._staged.append(skill)
+        else:
+            self._store(skill)
+
+    def _store(self, skill: Skill) -> None:
+        self._count("added" if self.bank.add(skill) else "duplicates")
+
+    # -- metrics --------------------------------------------------------------------------------------------
+    def metrics(self) -> dict[str, float]:
+        """Counters since construction (``skills/queued`` and sizes are current values)."""
+        stats = self.bank.stats()
+        with self._cond:
+            c = self._counts
+            return {
+                "skills/queued": float(len(self._queue) + int(self._busy)),
+                "skills/submitted": float(c["submitted"]),
+                "skills/added": float(c["added"]),
+                "skills/duplicates": float(c["duplicates"]),
+                "skills/parse_failures": float(c["parse_failures"]),
+                "skills/dropped": float(c["dropped"]),
+                "skills/errors": float(c["errors"]),
+                "skills/timeouts": float(c["timeouts"]),
+                "skills/retries": float(c["retries"]),
+                "skills/latency": self._latency_sum / self._latency_n if self._latency_n else 0.0,
+                "skills/bank_size": float(stats["skills"]),
+                "skills/tasks_with_skills": float(stats["tasks_with_skills"]),
+                "skills/evicted": float(stats["evicted"]),
+            }
+
+    # -- multi-process synchronisation ----------------------------------------------------------------------
+    def sync(self, trajectories: list[Trajectory] | None = None) -> list[Trajectory]:
+        """Collective: gather trajectories and bandit feedback to rank 0, add staged skills there, broadcast the
+        bank. Returns the trajectories gathered from all ranks on rank 0 (``[]`` elsewhere). Every rank must call
+        it; a no-op returning ``trajectories`` in a single process."""
+        trajectories = list(trajectories or [])
+        world, rank = self._world()
+        if world == 1:
+            return trajectories
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, (trajectories, self.bank.drain_deltas()))
+        result: list[Trajectory] = []
+        if rank == 0:
+            for r, (trajs, deltas) in enumerate(gathered):
+                result.extend(trajs)
+                if r != 0:  # rank 0's feedback is already in its bank
+                    self.bank.merge_deltas(deltas)
+            with self._cond:
+                staged, self._staged = self._staged, []
+            for skill in staged:
+                self._store(skill)
+        state = [self.bank.to_dict() if rank == 0 else None]
+        dist.broadcast_object_list(state, src=0)
+        if rank != 0:
+            self.bank.load_state_dict(state[0])
+        return result
+
+    # -- TrainerCallback hooks ------------------------------------------------------------------------------
+    def on_step_end(self, args, state, control, **kwargs):
+        trajectories = list(self.trainer.pop_finished_trajectories() or [])
+        trajectories = self.sync(trajectories)
+        if self.is_main_process and trajectories:
+            self.submit(trajectories, step=int(getattr(state, "global_step", 0) or 0))
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.log_metrics and logs is not None and self.is_main_process:
+            logs.update(self.metrics())
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.is_main_process and not self.flush(self.flush_on_train_end):
+            logger.warning("skill summarizer still busy after %.0fs at train end", self.flush_on_train_end)
+        self.sync()  # collective: staged skills reach every rank's bank
+        self.close()
+        return control
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def save_to_checkpoint(self, folder: str) -> None:
+        """Write ``skill_bank.json`` (and the summarizer's memory, if it has any) into ``folder``, atomically;
+        main process only."""
+        if not self.is_main_process:
+            return
+        atomic_write_json(Path(folder) / BANK_FILE, self.bank.to_dict())
+        state_dict = getattr(self.summarizer, "state_dict", None)
+        if callable(state_dict):
+            atomic_write_json(Path(folder) / SUMMARIZER_STATE_FILE, state_dict())
+
+    def load_from_checkpoint(self, folder: str) -> bool:
+        """Restore the bank (and summarizer memory) from ``folder`` if ``skill_bank.json`` exists there."""
+        path = Path(folder) / BANK_FILE
+        if not path.is_file():
+            return False
+        self.bank.load_state_dict(SkillBank.load(path).to_dict())
+        summarizer_path = Path(folder) / SUMMARIZER_STATE_FILE
+        load_state = getattr(self.summarizer, "load_state_dict", None)
+        if summarizer_path.is_file() and callable(load_state):
+            import json
+
+            load_state(json.loads(summarizer_path.read_text(encoding="utf-8")))
+        return True

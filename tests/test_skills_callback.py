@@ -1,0 +1,307 @@
+"""SkillSummarizerCallback: non-blocking background summarization, overflow policy, metrics, checkpoints, and
+bank consistency across 2 processes (torchrun, gloo)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from skill_sd_trl.skills.bank import SkillBank
+from skill_sd_trl.skills.callback import SkillSummarizerCallback
+from skill_sd_trl.skills.summarizers import ExperienceSummarizer, Summarizer, SummarizerError
+from skill_sd_trl.trajectory import Trajectory, Turn
+
+REPO = Path(__file__).resolve().parents[1]
+SKILL_JSON = json.dumps({"success_analysis": "s", "mistake_analysis": "m", "golden_workflow": "g"})
+
+
+class FakeTrainer:
+    """Test double: the trainer's side of the protocol (no accelerator: single process)."""
+
+    def __init__(self):
+        self.pending = []
+        self.state = SimpleNamespace(global_step=0)
+
+    def pop_finished_trajectories(self):
+        out, self.pending = self.pending, []
+        return out
+
+
+def traj(task_id, reward=1.0, success=True, actions=("Up", "Left"), step=0):
+    turns = [Turn(action=a, observation="ok", info={"actions": [a], "events": []}) for a in actions]
+    return Trajectory(task_id=task_id, env_name="sokoban", task=f"level {task_id}", turns=turns, reward=reward,
+                      success=success, completion=1.0 if success else 0.0, step=step)
+
+
+class SlowSummarizer(Summarizer):
+    name = "slow"
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.inner = ExperienceSummarizer()
+
+    def summarize(self, trajectories):
+        time.sleep(self.delay)
+        return self.inner.summarize(trajectories)
+
+
+class GateSummarizer(Summarizer):
+    """Blocks until released; records the task ids it was given, in order."""
+
+    name = "gate"
+
+    def __init__(self):
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.seen = []
+
+    def summarize(self, trajectories):
+        self.seen.append(trajectories[0].task_id)
+        self.started.set()
+        assert self.release.wait(10)
+        return json.dumps({"success_analysis": f"s {trajectories[0].task_id}", "mistake_analysis": "m",
+                           "golden_workflow": "g"})
+
+
+class ScriptedSummarizer(Summarizer):
+    """Returns/raises the scripted items in order."""
+
+    name = "scripted"
+
+    def __init__(self, items):
+        self.items = list(items)
+        self.calls = 0
+
+    def summarize(self, trajectories):
+        self.calls += 1
+        item = self.items.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, tuple):  # ("sleep", seconds)
+            time.sleep(item[1])
+            return SKILL_JSON
+        return item
+
+
+def step(cb, trainer, trajectories, global_step=1):
+    trainer.pending = list(trajectories)
+    trainer.state.global_step = global_step
+    start = time.perf_counter()
+    cb.on_step_end(None, trainer.state, None)
+    return time.perf_counter() - start
+
+
+def test_slow_summarizer_does_not_block_step_end():
+    trainer, bank = FakeTrainer(), SkillBank()
+    cb = SkillSummarizerCallback(trainer, SlowSummarizer(0.4), bank)
+    elapsed = step(cb, trainer, [traj("a"), traj("b", reward=3.0), traj("a", reward=2.0)], global_step=5)
+    assert elapsed < 0.1
+    m = cb.metrics()
+    assert m["skills/queued"] == 2 and m["skills/submitted"] == 2 and m["skills/added"] == 0
+    assert len(bank) == 0
+    assert cb.flush(10)
+    m = cb.metrics()
+    assert (m["skills/queued"], m["skills/added"], m["skills/bank_size"], m["skills/tasks_with_skills"]) == (0, 2, 2, 2)
+    assert 0.35 < m["skills/latency"] < 2.0
+    (skill_a,) = bank.skills("a")
+    assert (skill_a.task_id, skill_a.reward, skill_a.step, skill_a.summarizer) == ("a", 2.0, 5, "slow")
+    assert skill_a.skill_id == "a#0" or skill_a.skill_id == "a#1"
+    cb.close()
+
+
+def test_queue_overflow_drops_oldest():
+    trainer, bank = FakeTrainer(), SkillBank()
+    summ = GateSummarizer()
+    cb = SkillSummarizerCallback(trainer, summ, bank, max_queue=2)
+    step(cb, trainer, [traj("A")])
+    assert summ.started.wait(5)  # A is in the worker, the queue is empty
+    for name in "BCDE":
+        assert step(cb, trainer, [traj(name)]) < 0.1
+    m = cb.metrics()
+    assert m["skills/dropped"] == 2 and m["skills/queued"] == 3  # 1 running + 2 waiting
+    summ.release.set()
+    assert cb.flush(10)
+    assert summ.seen == ["A", "D", "E"]  # B and C (the oldest waiting) were dropped
+    assert sorted(bank.tasks()) == ["A", "D", "E"]
+    assert cb.metrics()["skills/added"] == 3
+    cb.close()
+
+
+def test_failures_are_counted_not_stored():
+    trainer, bank = FakeTrainer(), SkillBank()
+    items = [
+        "I cannot produce JSON today.",  # parse failure
+        '{"success_analysis": "s", "mistake_analysis": "m"}',  # parse failure: missing key
+        SummarizerError("HTTP 503", retryable=True), SKILL_JSON,  # retried, then added
+        SKILL_JSON,  # duplicate of the previous one for the same task
+        SummarizerError("HTTP 401 bad key", retryable=False),  # error, not retried
+        RuntimeError("backend bug"),  # error, not retried
+    ]
+    summ = ScriptedSummarizer(items)
+    cb = SkillSummarizerCallback(trainer, summ, bank, retries=1, retry_backoff=0.0)
+    for _ in range(6):
+        step(cb, trainer, [traj("t")])
+        assert cb.flush(5)
+    m = cb.metrics()
+    assert (m["skills/parse_failures"], m["skills/added"], m["skills/duplicates"], m["skills/errors"],
+            m["skills/retries"]) == (2, 1, 1, 2, 1)
+    assert summ.calls == 7 and len(bank) == 1
+    reasons = dict(cb.failure_reasons)
+    assert reasons["no JSON object found in the output"] == 1
+    assert "HTTP 401 bad key" in reasons and "RuntimeError: backend bug" in reasons
+    cb.close()
+
+
+def test_call_timeout_abandons_the_call():
+    trainer, bank = FakeTrainer(), SkillBank()
+    summ = ScriptedSummarizer([("sleep", 3.0), SKILL_JSON])
+    cb = SkillSummarizerCallback(trainer, summ, bank, call_timeout=0.3, retries=1, retry_backoff=0.0)
+    start = time.perf_counter()
+    step(cb, trainer, [traj("t")])
+    assert cb.flush(5)
+    assert time.perf_counter() - start < 2.0  # did not wait for the 3 s call
+    m = cb.metrics()
+    assert (m["skills/timeouts"], m["skills/retries"], m["skills/added"], m["skills/errors"]) == (1, 1, 1, 0)
+    cb.close()
+
+
+def test_tiny_local_model_garbage_counted_as_parse_failure():
+    from skill_sd_trl.skills.summarizers import TransformersSummarizer
+    from skill_sd_trl.tiny import build_tiny_model, build_tokenizer
+
+    tok = build_tokenizer()
+    summ = TransformersSummarizer(build_tiny_model(tok), tok, max_new_tokens=16, max_prompt_chars=800)
+    trainer, bank = FakeTrainer(), SkillBank()
+    cb = SkillSummarizerCallback(trainer, summ, bank)
+    step(cb, trainer, [traj("t"), traj("u")])
+    assert cb.flush(60)
+    m = cb.metrics()
+    assert (m["skills/parse_failures"], m["skills/added"], m["skills/errors"], m["skills/bank_size"]) == (2, 0, 0, 0)
+    cb.close()
+
+
+def test_on_log_train_end_and_reopen():
+    trainer, bank = FakeTrainer(), SkillBank()
+    cb = SkillSummarizerCallback(trainer, SlowSummarizer(0.2), bank)
+    step(cb, trainer, [traj("a")])
+    logs = {"loss": 1.0}
+    cb.on_log(None, trainer.state, None, logs=logs)
+    assert logs["loss"] == 1.0 and {"skills/queued", "skills/added", "skills/duplicates", "skills/parse_failures",
+                                    "skills/dropped", "skills/errors", "skills/latency", "skills/bank_size",
+                                    "skills/tasks_with_skills"} <= set(logs)
+    cb.on_train_end(None, trainer.state, None)  # flushes, then stops the worker
+    assert len(bank) == 1 and not cb._worker.is_alive()
+    step(cb, trainer, [traj("b")])  # a second train() reopens
+    assert cb.flush(5) and len(bank) == 2
+    cb.close()
+
+
+def test_checkpoint_round_trip(tmp_path):
+    trainer, bank = FakeTrainer(), SkillBank(capacity_per_task=3)
+    summ = ExperienceSummarizer()
+    cb = SkillSummarizerCallback(trainer, summ, bank)
+    step(cb, trainer, [traj("a"), traj("b", actions=("Down",))])
+    assert cb.flush(5)
+    bank.record_outcome("a", bank.select("a").skill_id, [0.5, 1.5])
+    folder = tmp_path / "checkpoint-10"
+    folder.mkdir()
+    cb.save_to_checkpoint(str(folder))
+    assert sorted(os.listdir(folder)) == ["skill_bank.json", "skill_summarizer.json"]
+
+    bank2, summ2 = SkillBank(), ExperienceSummarizer()
+    cb2 = SkillSummarizerCallback(FakeTrainer(), summ2, bank2)
+    assert cb2.load_from_checkpoint(str(folder))
+    assert bank2 == bank and bank2.capacity_per_task == 3
+    assert summ2.state_dict() == summ.state_dict()
+    assert not cb2.load_from_checkpoint(str(tmp_path / "nothing-here"))
+    cb.close()
+    cb2.close()
+
+
+def test_constructor_validation():
+    with pytest.raises(TypeError, match="pop_finished_trajectories"):
+        SkillSummarizerCallback(object(), ExperienceSummarizer(), SkillBank())
+    with pytest.raises(TypeError, match="summarize"):
+        SkillSummarizerCallback(FakeTrainer(), object(), SkillBank())
+    with pytest.raises(ValueError, match="max_queue >= 1"):
+        SkillSummarizerCallback(FakeTrainer(), ExperienceSummarizer(), SkillBank(), max_queue=0)
+
+
+DIST_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from types import SimpleNamespace
+    from accelerate import Accelerator
+    from skill_sd_trl.skills.bank import SkillBank
+    from skill_sd_trl.skills.callback import SkillSummarizerCallback
+    from skill_sd_trl.skills.summarizers import ExperienceSummarizer
+    from skill_sd_trl.trajectory import Trajectory, Turn
+
+    out = sys.argv[1]
+    acc = Accelerator(cpu=True)
+    rank = acc.process_index
+
+    class Trainer:
+        def __init__(self):
+            self.accelerator = acc
+            self.state = SimpleNamespace(global_step=0)
+            self.pending = []
+        def pop_finished_trajectories(self):
+            out, self.pending = self.pending, []
+            return out
+
+    def traj(task):
+        return Trajectory(task_id=task, env_name="sokoban", task=task, reward=1.0, success=True, completion=1.0,
+                          turns=[Turn(action="Up", info={"actions": ["Up"], "events": []})])
+
+    trainer, bank = Trainer(), SkillBank()
+    cb = SkillSummarizerCallback(trainer, ExperienceSummarizer(), bank)
+    task = "task-r%d" % rank  # each rank plays its own task: rank 0 must gather them
+    trainer.pending = [traj(task)]
+    cb.on_step_end(None, trainer.state, None)  # step 1: gathered to rank 0, queued there
+    if rank == 0:
+        assert cb.flush(30)
+        assert len(bank) == 0  # multi-process: finished skills wait for the next synchronisation point
+    cb.on_step_end(None, trainer.state, None)  # step 2: staged skills enter rank 0's bank, broadcast
+    dump = {"step2": bank.to_dict(), "metrics": cb.metrics()}
+    sel = bank.select(task)
+    bank.record_outcome(task, sel.skill_id, [rank + 0.5, 2.0])
+    cb.on_step_end(None, trainer.state, None)  # step 3: each rank's feedback merged, broadcast
+    dump["step3"] = bank.to_dict()
+    cb.on_train_end(None, trainer.state, None)
+    with open(f"{out}/rank{rank}.json", "w") as f:
+        json.dump(dump, f)
+    """
+)
+
+
+def test_two_process_banks_identical(tmp_path):
+    script = tmp_path / "dist_skills.py"
+    script.write_text(DIST_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+         str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r0 = json.loads((tmp_path / "rank0.json").read_text())
+    r1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert r0["step2"] == r1["step2"] and r0["step3"] == r1["step3"]
+    tasks = r0["step3"]["tasks"]
+    assert sorted(tasks) == ["task-r0", "task-r1"]
+    for rank, task in enumerate(["task-r0", "task-r1"]):
+        (entry,) = tasks[task]["entries"]
+        assert entry["selections"] == 1 and entry["reward_count"] == 2
+        assert entry["reward_sum"] == pytest.approx(rank + 2.5)
+        assert entry["skill"]["summarizer"] == "experience"
+    assert r0["metrics"]["skills/added"] == 2 and r1["metrics"]["skills/added"] == 0
+    assert r1["metrics"]["skills/bank_size"] == 2
