@@ -1,0 +1,177 @@
+"""Datasets of AppWorld tasks: conversational prompts with stable task ids, for the offline world and the real one.
+
+Columns (both builders): ``prompt`` (system message with the API-calling protocol and code format + user
+message with the instruction), ``task_id`` (stable), ``ground_truth`` (the reference solution code, used as
+the teacher's privileged context by the vanilla-OPD baseline; empty when unavailable), ``env``
+(``"appworld_offline"`` / ``"appworld"``: which environment class plays it) and ``max_turns``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .client import AppWorldClient, AppWorldServerError
+from .offline.tasks import DEFAULT_TASKS_PER_TEMPLATE, SPLITS, build_task, task_ids
+
+DEFAULT_MAX_TURNS = 40
+REAL_SPLITS = ("train", "dev", "test_normal", "test_challenge")
+
+SYSTEM_PROMPT = """You are an AI assistant that completes tasks for your supervisor by operating their apps \
+through Python code.
+
+Your supervisor is {first_name} {last_name} (email {email}, phone number {phone_number}). \
+The current date and time is {datetime}.
+
+How to act:
+- Each turn, reply with exactly one Python code block:
+```python
+# your code
+```
+  It runs in a persistent Python session (variables and functions survive between turns). Whatever you \
+print is shown to you in the next message, so print what you need to see.
+- Apps are reached only through `apis.<app_name>.<api_name>(**parameters)`. Discover them with \
+`apis.api_docs.show_app_descriptions()`, `apis.api_docs.show_api_descriptions(app_name=...)` and \
+`apis.api_docs.show_api_doc(app_name=..., api_name=...)`.
+- Account passwords are in `apis.supervisor.show_account_passwords()`. Log in with \
+`apis.<app_name>.login(username=..., password=...)` and pass the returned `access_token` to that app's other \
+APIs.
+- Results of search/list APIs are paginated (`page_index`, `page_limit`): keep fetching pages until one comes \
+back shorter than the limit.
+{sandbox_note}
+- Do only what the task asks: do not change anything else.
+- When the task is done, call `apis.supervisor.complete_task(answer=...)` once, with the answer if the task \
+asks a question (a short string or number), or `apis.supervisor.complete_task()` otherwise."""
+
+OFFLINE_SANDBOX_NOTE = ("- Imports are not available; `json`, `re`, `math`, `datetime`, `Counter` and "
+                        "`defaultdict` are already defined. Use f-strings to format text.")
+REAL_SANDBOX_NOTE = "- Standard-library modules such as `json`, `re` and `datetime` can be imported."
+
+
+def build_prompt(instruction: str, supervisor: dict[str, Any], datetime: str,
+                 sandbox_note: str = OFFLINE_SANDBOX_NOTE) -> list[dict[str, str]]:
+    """The conversational prompt of one task (system: protocol; user: the instruction)."""
+    missing = [k for k in ("first_name", "last_name", "email", "phone_number") if k not in supervisor]
+    if missing:
+        raise ValueError(f"supervisor is missing {missing}; expected the 'supervisor' object of the task specs")
+    system = SYSTEM_PROMPT.format(datetime=datetime, sandbox_note=sandbox_note,
+                                  **{k: supervisor[k] for k in ("first_name", "last_name", "email", "phone_number")})
+    return [{"role": "system", "content": system}, {"role": "user", "content": f"Task: {instruction}"}]
+
+
+def make_offline_appworld_dataset(split: str = "train", seed: int = 0, *,
+                                  tasks_per_template: int = DEFAULT_TASKS_PER_TEMPLATE,
+                                  max_turns: int = DEFAULT_MAX_TURNS):
+    """The offline app-world tasks of ``split`` (``"train"`` or ``"dev"``) as a ``datasets.Dataset``.
+
+    Every template contributes ``tasks_per_template`` tasks per split (3 by default: 72 tasks per split);
+    train and dev tasks of one template are drawn on different worlds. ``seed`` selects another family of
+    worlds (task ids gain a ``-s<seed>`` suffix); the same arguments always give the same rows.
+    """
+    from datasets import Dataset
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if tasks_per_template < 1:
+        raise ValueError(f"tasks_per_template must be >= 1, got {tasks_per_template}")
+    if max_turns < 1:
+        raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+    rows: dict[str, list[Any]] = {"prompt": [], "task_id": [], "ground_truth": [], "env": [], "max_turns": []}
+    for task_id in task_ids(split, seed, tasks_per_template):
+        task = build_task(task_id)
+        rows["prompt"].append(build_prompt(task.instruction, task.supervisor, task.world.now.isoformat()))
+        rows["task_id"].append(task_id)
+        rows["ground_truth"].append(task.solution)
+        rows["env"].append("appworld_offline")
+        rows["max_turns"].append(max_turns)
+    return Dataset.from_dict(rows)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the real AppWorld
+# --------------------------------------------------------------------------------------------------------------
+
+def _appworld_root(root: str | None) -> str | None:
+    root = root or os.environ.get("APPWORLD_ROOT")
+    return os.path.abspath(os.path.expanduser(root)) if root else None
+
+
+def load_appworld_task_ids(split: str, root: str | None = None, server_url: str | None = None) -> list[str]:
+    """Task ids of a real AppWorld split, read from ``<root>/data/datasets/<split>.txt`` (``root`` defaults to
+    ``$APPWORLD_ROOT``), else asked from ``server_url`` (only servers with a ``/task_ids`` endpoint, e.g. ours).
+    """
+    root = _appworld_root(root)
+    if root is not None:
+        path = os.path.join(root, "data", "datasets", f"{split}.txt")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} not found: run `appworld download data` in {root} (see docs/appworld.md)"
+                                    f"; splits are {REAL_SPLITS}")
+        with open(path, encoding="utf-8") as handle:
+            # Lines may carry a ':tag' suffix in AppWorld's files; the id is the part before it.
+            return [line.strip().split(":")[0] for line in handle if line.strip()]
+    if server_url is not None:
+        try:
+            return AppWorldClient(server_url).task_ids(split)
+        except AppWorldServerError as error:
+            raise AppWorldServerError(f"{error}\nThe real AppWorld server cannot list tasks: set APPWORLD_ROOT (or "
+                                      "pass root=) to the folder holding data/datasets/<split>.txt.") from None
+    raise ValueError("cannot find AppWorld task ids: pass root= (or set APPWORLD_ROOT) to the AppWorld folder that "
+                     "holds data/datasets/<split>.txt, or server_url= of a server with a /task_ids endpoint")
+
+
+def _task_specs(task_id: str, root: str | None, client: AppWorldClient | None) -> dict[str, Any]:
+    if root is not None:
+        path = os.path.join(root, "data", "tasks", task_id, "specs.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                specs = json.load(handle)
+            return {"instruction": specs["instruction"], "datetime": specs["datetime"],
+                    "supervisor": specs.get("supervisor") or specs.get("main_user")}
+    if client is None:
+        raise FileNotFoundError(f"no specs for task {task_id!r} under {root}/data/tasks and no server_url to ask")
+    return client.show_task(task_id)
+
+
+def _reference_solution(task_id: str, root: str | None) -> str:
+    if root is None:
+        return ""
+    path = os.path.join(root, "data", "tasks", task_id, "ground_truth", "solution.py")
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read()
+
+
+def make_appworld_dataset(split: str = "train", root: str | None = None, server_url: str | None = None, *,
+                          max_turns: int = DEFAULT_MAX_TURNS, limit: int | None = None,
+                          include_server_url: bool = False):
+    """A dataset of real AppWorld tasks (train 90, dev 57, test_normal 168, test_challenge 417).
+
+    Ids come from :func:`load_appworld_task_ids`; instructions from ``<root>/data/tasks/<id>/specs.json`` or
+    the server's ``GET /tasks/<id>``; ``ground_truth`` from ``ground_truth/solution.py`` when present.
+    ``include_server_url`` adds a ``server_url`` column (so the rollout loop's env needs no constructor arg).
+    """
+    from datasets import Dataset
+
+    root = _appworld_root(root)
+    client = AppWorldClient(server_url) if server_url else None
+    ids = load_appworld_task_ids(split, root, server_url)
+    if limit is not None:
+        ids = ids[:limit]
+    rows: dict[str, list[Any]] = {"prompt": [], "task_id": [], "ground_truth": [], "env": [], "max_turns": []}
+    if include_server_url:
+        if server_url is None:
+            raise ValueError("include_server_url=True needs server_url=")
+        rows["server_url"] = []
+    for task_id in ids:
+        specs = _task_specs(task_id, root, client)
+        rows["prompt"].append(build_prompt(specs["instruction"], specs["supervisor"], str(specs["datetime"]),
+                                           REAL_SANDBOX_NOTE))
+        rows["task_id"].append(task_id)
+        rows["ground_truth"].append(_reference_solution(task_id, root))
+        rows["env"].append("appworld")
+        rows["max_turns"].append(max_turns)
+        if include_server_url:
+            rows["server_url"].append(server_url)
+    return Dataset.from_dict(rows)
