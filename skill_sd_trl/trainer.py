@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import shutil
 from collections import defaultdict
 from typing import Any
 
@@ -54,6 +56,18 @@ class SkillSDTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "skill-sd"]
     _name = "Skill-SD"
+    _paper = {
+        "title": "Skill-SD: Skill-Conditioned Self-Distillation for Multi-Turn LLM Agents",
+        "id": "2604.10674",
+        "citation": (
+            "@article{skillsd2026,\n"
+            "    title  = {{Skill-Conditioned Self-Distillation for Multi-Turn LLM Agents}},\n"
+            "    author = {{The Skill-SD authors}},\n"
+            "    year   = 2026,\n"
+            "    eprint = {arXiv:2604.10674},\n"
+            "}"
+        ),
+    }
 
     def __init__(self, model, reward_funcs, args: SkillSDConfig | None = None, *pos, skill_provider=None, **kwargs):
         if args is None:
@@ -317,6 +331,9 @@ class SkillSDTrainer(GRPOTrainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         super().save_model(output_dir, _internal_call)
         output_dir = output_dir or self.args.output_dir
+        if self.teacher is not None and self.teacher.is_peft and self.args.should_save:
+            # PEFT saves every adapter; the teacher's lives in teacher_state.pt instead, so the folder holds one model.
+            shutil.rmtree(os.path.join(output_dir, self.args.teacher_adapter_name), ignore_errors=True)
         if self.teacher is not None and self.args.should_save:
             state = {k: v.cpu() for k, v in self.teacher.state_dict().items()}
             atomic_write(os.path.join(output_dir, TEACHER_STATE_FILE), lambda f: torch.save(state, f), binary=True)
@@ -345,3 +362,51 @@ class SkillSDTrainer(GRPOTrainer):
         for callback in self.callback_handler.callbacks:
             if hasattr(callback, "load_from_checkpoint"):
                 callback.load_from_checkpoint(checkpoint)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Model card: TRL's card plus what a reader needs to reproduce a Skill-SD run
+    # ------------------------------------------------------------------------------------------------------------
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if not self.is_world_process_zero():
+            return
+        path = os.path.join(self.args.output_dir, "README.md")
+        if not os.path.exists(path):
+            return
+        with open(path, encoding="utf-8") as f:
+            card = f.read()
+        atomic_write(path, lambda f: f.write(card.rstrip() + "\n\n" + self.model_card_section() + "\n"))
+
+    def model_card_section(self) -> str:
+        """A Markdown section: method, λ, teacher, environment, and the last logged metrics."""
+        args = self.args
+        envs = sorted({str(e) for e in self.train_dataset["env"]}) if "env" in (self.train_dataset.column_names or []) else []
+        lines = [
+            "## Skill-SD training",
+            "",
+            "Trained with skill-sd-trl's `SkillSDTrainer`: GRPO plus "
+            "λ · importance-weighted reverse KL to a skill-conditioned teacher (a LoRA-synced copy of the student; "
+            "skills never enter the student's prompt).",
+            "",
+            "| setting | value |",
+            "|---|---|",
+            f"| λ (`sdl_coef`) | {args.sdl_coef} |",
+            f"| GRPO weight (`grpo_coef`) | {args.grpo_coef} |",
+            f"| teacher sync | {args.teacher_sync_mode} (every {args.teacher_sync_steps} step(s)) |",
+            f"| teacher context | {args.teacher_context} |",
+            f"| rollout policy | {args.rollout_policy} |",
+            f"| skills in student prompt | {args.skills_in_student_prompt} |",
+            f"| environment | {', '.join(envs) or 'n/a'} |",
+            f"| loss type | {args.loss_type} |",
+            f"| generations per prompt | {args.num_generations} |",
+        ]
+        last: dict[str, float] = {}
+        for entry in self.state.log_history:
+            for key, value in entry.items():
+                if isinstance(value, (int, float)) and (key.startswith(("env/", "self_distillation/", "teacher/", "skills/"))
+                                                        or key in ("reward", "loss")):
+                    last[key] = value
+        if last:
+            lines += ["", "Last logged training metrics:", "", "| metric | value |", "|---|---|"]
+            lines += [f"| `{k}` | {v:.4g} |" for k, v in sorted(last.items()) if math.isfinite(v)]
+        return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""Named environments: a dataset builder, an environment factory and default limits, chosen by name in recipes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import TextEnv
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """How to build one environment's datasets and episodes.
+
+    ``make_dataset(split, **options)`` returns a `datasets.Dataset` with at least `prompt` and `task_id`;
+    ``make_env(**options)`` returns a fresh `TextEnv` for one episode.
+    """
+
+    name: str
+    make_dataset: Callable[..., Any]
+    make_env: Callable[..., TextEnv]
+    train_split: str
+    eval_split: str
+    max_turns: int
+    max_new_tokens_per_turn: int
+    dataset_options: tuple[str, ...] = field(default_factory=tuple)  # option names passed to make_dataset
+    env_options: tuple[str, ...] = field(default_factory=tuple)  # option names passed to make_env
+
+
+def _sokoban() -> EnvSpec:
+    from .sokoban import SokobanEnv, make_sokoban_dataset
+
+    def make_dataset(split: str, preset: str = "small", seed: int = 0):
+        return make_sokoban_dataset(preset, split=split, seed=seed)
+
+    return EnvSpec("sokoban", make_dataset, SokobanEnv, "train", "test", max_turns=10, max_new_tokens_per_turn=48,
+                   dataset_options=("preset", "seed"), env_options=("reward_mode",))
+
+
+def _appworld_offline() -> EnvSpec:
+    from .appworld import OfflineAppWorldEnv, make_offline_appworld_dataset
+
+    def make_dataset(split: str, seed: int = 0, preset: str | None = None):
+        return make_offline_appworld_dataset(split=split, seed=seed)
+
+    return EnvSpec("appworld_offline", make_dataset, OfflineAppWorldEnv, "train", "dev", max_turns=20,
+                   max_new_tokens_per_turn=256, dataset_options=("seed",))
+
+
+def _appworld() -> EnvSpec:
+    from .appworld import AppWorldEnv, make_appworld_dataset
+
+    def make_dataset(split: str, server_url: str | None = None, seed: int = 0, preset: str | None = None):
+        return make_appworld_dataset(split=split, server_url=server_url)
+
+    return EnvSpec("appworld", make_dataset, AppWorldEnv, "train", "dev", max_turns=40, max_new_tokens_per_turn=512,
+                   dataset_options=("server_url",), env_options=("server_url",))
+
+
+_BUILDERS: dict[str, Callable[[], EnvSpec]] = {
+    "sokoban": _sokoban,
+    "appworld_offline": _appworld_offline,
+    "appworld": _appworld,
+}
+ENV_NAMES = tuple(_BUILDERS)
+
+
+def get_env_spec(name: str) -> EnvSpec:
+    """The spec of a named environment; a clear error lists the known names."""
+    if name not in _BUILDERS:
+        raise ValueError(f"Unknown environment {name!r}. Known environments: {', '.join(ENV_NAMES)}.")
+    return _BUILDERS[name]()

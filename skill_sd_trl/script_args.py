@@ -1,0 +1,79 @@
+"""Recipe fields that are not trainer or model settings: environment, skills, evaluation (the `train` command)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .envs.registry import ENV_NAMES
+
+REWARDS = ("env", "success", "completion")
+SKILL_SOURCES = ("bank", "column", "none")
+SUMMARIZERS = ("experience", "transformers", "openai")
+
+
+@dataclass
+class SkillSDScriptArguments:
+    """Environment, skill pipeline and evaluation settings of a recipe."""
+
+    env_name: str = field(default="sokoban", metadata={"help": "Environment name.", "choices": list(ENV_NAMES)})
+    env_preset: str = field(default="small", metadata={"help": "Environment preset (Sokoban: tiny, small, paper)."})
+    env_seed: int = field(default=0, metadata={"help": "Seed of the task generator (reproducible task sets)."})
+    env_server_url: str | None = field(
+        default=None, metadata={"help": "URL of a running AppWorld environment server (env_name=appworld)."}
+    )
+    train_split: str | None = field(default=None, metadata={"help": "Training split (default: the env's)."})
+    eval_split: str | None = field(default=None, metadata={"help": "Evaluation split (default: the env's)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training tasks."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on only the first N tasks."})
+    max_turns: int | None = field(default=None, metadata={"help": "Max agent turns per episode (default: the env's)."})
+    max_new_tokens_per_turn: int | None = field(
+        default=None, metadata={"help": "Max tokens the model writes per turn (default: the env's)."}
+    )
+    max_context_tokens: int | None = field(
+        default=None, metadata={"help": "Optional bound on prompt + episode tokens; the episode stops when full."}
+    )
+    reward: str = field(
+        default="env",
+        metadata={"help": "Training reward: the env's shaped return, success (Acc.) or completion (Comp.).",
+                  "choices": list(REWARDS)},
+    )
+    skill_source: str = field(
+        default="bank",
+        metadata={"help": "Where the teacher's skills come from: the summarizer-fed skill bank, a dataset column "
+                          "(`skill_column`), or none.", "choices": list(SKILL_SOURCES)},
+    )
+    summarizer: str = field(
+        default="experience",
+        metadata={"help": "Skill summarizer: experience (programmatic, offline), transformers (a local model), "
+                          "openai (any OpenAI-compatible endpoint).", "choices": list(SUMMARIZERS)},
+    )
+    summarizer_model: str | None = field(
+        default=None,
+        metadata={"help": "Summarizer model: a path/Hub id/embedded alias (transformers) or a served model name (openai)."},
+    )
+    summarizer_base_url: str | None = field(default=None, metadata={"help": "Base URL of the OpenAI-compatible API."})
+    summarizer_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the summarizer API key."}
+    )
+    summarizer_timeout: float = field(default=300.0, metadata={"help": "Seconds one summarizer call may take."})
+    bank_strategy: str = field(default="ucb", metadata={"help": "Skill retrieval: ucb, latest or best."})
+    bank_capacity: int = field(default=8, metadata={"help": "Skills kept per task."})
+    ucb_c: float = field(default=1.0, metadata={"help": "UCB1 exploration constant c."})
+    bank_path: str | None = field(default=None, metadata={"help": "A skill bank JSON to start from."})
+    evaluate_after_training: bool = field(
+        default=True, metadata={"help": "Evaluate the base and the trained model and print the Acc./Comp. table."}
+    )
+    eval_batch_size: int = field(default=8, metadata={"help": "Episodes played at once during evaluation."})
+    tiny_model: bool = field(
+        default=False,
+        metadata={"help": "Replace the model by a tiny random offline model (dry runs and tests of recipes)."},
+    )
+
+    def __post_init__(self):
+        for name, choices in (("env_name", ENV_NAMES), ("reward", REWARDS), ("skill_source", SKILL_SOURCES),
+                              ("summarizer", SUMMARIZERS), ("bank_strategy", ("ucb", "latest", "best"))):
+            value = getattr(self, name)
+            if value not in choices:
+                raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(map(repr, choices))}.")
+        if self.summarizer == "openai" and not (self.summarizer_base_url and self.summarizer_model):
+            raise ValueError("summarizer='openai' needs summarizer_base_url and summarizer_model.")

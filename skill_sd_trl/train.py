@@ -1,0 +1,186 @@
+"""The `train` command as a library function: recipe dataclasses in, a trained (and evaluated) model out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import asdict
+
+from .config import SkillSDConfig
+from .envs.registry import get_env_spec
+from .script_args import SkillSDScriptArguments
+
+logger = logging.getLogger(__name__)
+RECIPE_FILE = "recipe.yaml"
+BANK_FILE = "skill_bank.json"
+
+
+def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, recipe_path: str | None = None):
+    """Everything a recipe names, wired together: model, env, rollouts, reward, skill bank, summarizer callback."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import get_peft_config
+
+    from . import rewards
+    from .models import resolve_model
+    from .rollout import MultiTurnRollout, RolloutLimits
+    from .skills.provider import ColumnSkillProvider
+    from .trainer import SkillSDTrainer
+
+    spec = get_env_spec(script.env_name)
+    options = {"preset": script.env_preset, "seed": script.env_seed, "server_url": script.env_server_url}
+    train_dataset = spec.make_dataset(script.train_split or spec.train_split,
+                                      **{k: v for k, v in options.items() if k in spec.dataset_options})
+    if script.max_train_samples is not None:
+        train_dataset = train_dataset.select(range(min(script.max_train_samples, len(train_dataset))))
+
+    model_path = _model_path(script, model_args, args.output_dir)
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=dtype, revision=model_args.model_revision, attn_implementation=model_args.attn_implementation
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    env_kwargs = {k: v for k, v in options.items() if k in spec.env_options and v is not None}
+    limits = RolloutLimits(
+        max_turns=script.max_turns or spec.max_turns,
+        max_new_tokens_per_turn=script.max_new_tokens_per_turn or spec.max_new_tokens_per_turn,
+        max_context_tokens=script.max_context_tokens,
+    )
+    rollout = MultiTurnRollout(lambda: spec.make_env(**env_kwargs), limits, env_name=spec.name)
+    reward = {"env": rewards.env_reward, "success": rewards.success_reward, "completion": rewards.completion_reward}
+
+    bank = None
+    if script.skill_source == "bank":
+        bank = _make_bank(script)
+        provider = bank
+    elif script.skill_source == "column":
+        provider = ColumnSkillProvider(args.skill_column)
+    else:
+        provider = _NoSkills()
+
+    trainer = SkillSDTrainer(
+        model=model,
+        reward_funcs=reward[script.reward],
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        rollout_func=rollout,
+        skill_provider=provider,
+    )
+    if bank is not None and args.teacher_context == "skill":
+        from .skills.callback import SkillSummarizerCallback
+
+        summarizer = _make_summarizer(script, model_path)
+        trainer.add_callback(SkillSummarizerCallback(trainer, summarizer, bank, call_timeout=script.summarizer_timeout))
+    trainer.skill_bank = bank
+    trainer.recipe_path = recipe_path
+    return trainer
+
+
+def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, recipe_path: str | None = None):
+    """Train, save (model, skill bank, recipe, model card), push when asked, then evaluate base vs trained."""
+    trainer = build_trainer(script, args, model_args, recipe_path)
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    for callback in trainer.callback_handler.callbacks:
+        if hasattr(callback, "flush"):
+            callback.flush(timeout=script.summarizer_timeout)
+    if recipe_path and trainer.is_world_process_zero():
+        shutil.copyfile(recipe_path, os.path.join(args.output_dir, RECIPE_FILE))
+    trainer.save_model(args.output_dir)
+    trainer.save_state()  # trainer_state.json with the log history (read by `skill-sd-trl report`)
+    if trainer.is_world_process_zero():
+        trainer.create_model_card(model_name=os.path.basename(os.path.normpath(args.output_dir)))
+    if args.push_to_hub:
+        trainer.push_to_hub()
+    results = []
+    if script.evaluate_after_training and trainer.is_world_process_zero():
+        results = evaluate_base_and_trained(trainer, script)
+    return trainer, results
+
+
+def evaluate_base_and_trained(trainer, script: SkillSDScriptArguments):
+    """The paper-style table for the starting model and the trained one, printed and written to output_dir."""
+    from .evaluation import evaluate, format_table, write_results
+    from .rollout import RolloutLimits
+
+    spec = get_env_spec(script.env_name)
+    limits = RolloutLimits(max_turns=script.max_turns or spec.max_turns,
+                           max_new_tokens_per_turn=script.max_new_tokens_per_turn or spec.max_new_tokens_per_turn,
+                           max_context_tokens=script.max_context_tokens)
+    options = {"preset": script.env_preset, "seed": script.env_seed, "server_url": script.env_server_url}
+    common = dict(env=script.env_name, split=script.eval_split, env_options=options, max_samples=script.max_eval_samples,
+                  batch_size=script.eval_batch_size, limits=limits,
+                  completion_budget=trainer.args.max_completion_length, tokenizer=trainer.processing_class)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    was_training = model.training
+    model.eval()
+    try:
+        if hasattr(model, "disable_adapter"):
+            with model.disable_adapter():
+                base = evaluate("base model", model=model, **common)
+        else:
+            base = None
+        trained = evaluate(f"Skill-SD (λ={trainer.args.sdl_coef})" if trainer.args.sdl_coef else "GRPO", model=model,
+                           **common)
+    finally:
+        model.train(was_training)
+    results = [r for r in (base, trained) if r is not None]
+    print("\n" + format_table(results) + "\n")
+    write_results(results, trainer.args.output_dir)
+    return results
+
+
+def _model_path(script: SkillSDScriptArguments, model_args, output_dir: str) -> str:
+    from .models import resolve_model
+
+    if script.tiny_model:
+        from .tiny import save_tiny_model
+
+        return save_tiny_model(os.path.join(output_dir, "tiny-model"))
+    if not model_args.model_name_or_path:
+        raise ValueError("model_name_or_path is required (e.g. smollm2-135m-instruct, or a Hub id such as "
+                         "Qwen/Qwen3-4B-Instruct-2507).")
+    return resolve_model(model_args.model_name_or_path)
+
+
+def _make_bank(script: SkillSDScriptArguments):
+    from .skills.bank import SkillBank
+
+    if script.bank_path:
+        if not os.path.exists(script.bank_path):
+            raise FileNotFoundError(f"bank_path={script.bank_path!r} does not exist; drop it to start from an empty bank.")
+        return SkillBank.load(script.bank_path)
+    return SkillBank(capacity_per_task=script.bank_capacity, strategy=script.bank_strategy, ucb_c=script.ucb_c)
+
+
+def _make_summarizer(script: SkillSDScriptArguments, student_path: str):
+    from .skills.summarizers import build_summarizer
+
+    if script.summarizer == "experience":
+        return build_summarizer("experience")
+    if script.summarizer == "transformers":
+        from .models import resolve_model
+
+        return build_summarizer("transformers", model=resolve_model(script.summarizer_model or student_path))
+    return build_summarizer("openai", base_url=script.summarizer_base_url, model=script.summarizer_model,
+                            api_key_env=script.summarizer_api_key_env, timeout=script.summarizer_timeout)
+
+
+class _NoSkills:
+    """A provider that never has a skill (teacher prompt = student prompt)."""
+
+    def select(self, task_id, example):
+        return None
+
+    def record_outcome(self, task_id, skill_id, rewards):
+        return None
+
+
+def recipe_dict(script, args, model_args) -> dict:
+    """The effective configuration (for logs and the model card)."""
+    return {"script": asdict(script), "model": asdict(model_args), "training": args.to_dict()}
