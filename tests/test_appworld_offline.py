@@ -1,0 +1,334 @@
+"""The offline app world through the AppWorld HTTP protocol: reference solutions, partial solutions, determinism,
+datasets, the AppWorldEnv contract, concurrent episodes, and server process cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from skill_sd_trl.envs.appworld import (
+    AppWorldClient,
+    AppWorldEnv,
+    AppWorldServerError,
+    OfflineAppWorldEnv,
+    OfflineAppWorldServer,
+    extract_code,
+    load_appworld_task_ids,
+    make_appworld_dataset,
+    make_offline_appworld_dataset,
+    observation_events,
+)
+from skill_sd_trl.envs.appworld.offline.tasks import TEMPLATES, build_task, parse_task_id, task_ids
+from skill_sd_trl.envs.appworld.offline.world import create_database, snapshot
+
+
+@pytest.fixture(scope="module")
+def server():
+    with OfflineAppWorldServer(timeout_s=5.0) as srv:
+        yield srv
+
+
+def _run(url: str, task_id: str, code: str) -> tuple[str, object, bool]:
+    client = AppWorldClient(url)
+    client.initialize(task_id)
+    try:
+        output = client.execute(code)
+        return output, client.evaluate(), client.task_completed()
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reference solutions and unit tests
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_every_reference_solution_passes_all_its_tests(server):
+    ids = task_ids("train") + task_ids("dev")
+    assert len(task_ids("train")) >= 60 and len(task_ids("dev")) >= 60
+    assert len(TEMPLATES) >= 20
+
+    def run(task_id: str):
+        return task_id, _run(server.url, task_id, build_task(task_id).solution)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run, ids))
+    failures = {tid: (out[-500:], ev.failures) for tid, (out, ev, done) in results
+                if not (ev.success and ev.completion == 1.0 and done)}
+    assert not failures, failures
+    # Every task has several tests (effects, collateral damage, answer), so Comp. can be partial.
+    assert min(ev.num_tests for _, (_, ev, _) in results) >= 2
+
+
+def test_wrong_answer_fails_only_the_answer_test(server):
+    task = build_task("contact_phone_number-train-0")
+    code = task.solution.replace('match["phone_number"]', '"5550000000"')
+    _, result, done = _run(server.url, task.task_id, code)
+    assert done and not result.success
+    assert result.completion == pytest.approx(0.5)
+    first = task.instruction.rstrip("?").split()[-1]
+    phone = next(c["phone_number"] for c in task.world.tables["contacts"] if c["first_name"] == first)
+    assert [f["requirement"] for f in result.failures] == [f"the answer given to complete_task is {phone!r}"]
+    assert result.passes == ["no app data other than [nothing] is changed"]
+    assert "expected" in result.failures[0]["trace"] and "5550000000" in result.failures[0]["trace"]
+
+
+def test_partial_payback_fails_the_right_tests(server):
+    task = build_task("pay_back_recent-dev-1")
+    # Pay back only the first person (and with the wrong description): a partial solution.
+    code = task.solution.replace("for email, amount in owed.items():", "for email, amount in list(owed.items())[:1]:")
+    code = code.replace('description="Paying you back"', 'description="thanks"')
+    _, result, _ = _run(server.url, task.task_id, code)
+    failed = {f["requirement"] for f in result.failures}
+    assert failed == {
+        "everyone who sent money in the last 7 days is paid back",
+        "each person is paid back exactly the total they sent",
+        "every new payment has the description 'Paying you back'",
+        next(r for r in failed if r.startswith("the payments balance changes by")),
+    }
+    assert "no money is sent to anyone else" in result.passes
+    assert 0.0 < result.completion < 1.0
+
+
+def test_collateral_damage_is_caught(server):
+    task = build_task("append_to_shopping_list-train-2")
+    extra = ('\nfor n in fetch_all(apis.notes.search_notes, access_token=notes_token, tag="work"):\n'
+             '    apis.notes.delete_note(access_token=notes_token, note_id=n["note_id"])\n')
+    code = task.solution.replace("apis.supervisor.complete_task()", extra.strip() + "\napis.supervisor.complete_task()")
+    # The world must actually have a work note for the damage to exist.
+    assert any("work" in json.loads(n["tags"]) for n in task.world.tables["notes"])
+    _, result, _ = _run(server.url, task.task_id, code)
+    assert [f["requirement"] for f in result.failures] == ["no other note changes"]
+    assert result.completion == pytest.approx((result.num_tests - 1) / result.num_tests)
+
+
+def test_doing_nothing_passes_only_no_op_tests(server):
+    task = build_task("send_money_to_relation-train-0")
+    _, result, done = _run(server.url, task.task_id, "apis.supervisor.complete_task()")
+    assert done and not result.success
+    assert result.passes == ["no app data other than [transactions, wallet] is changed"]
+    labels = {f["requirement"]: f.get("label") for f in result.raw["failures"]}
+    assert set(labels.values()) == {"no_op_fail"}
+    assert result.raw["passes"][0]["label"] == "no_op_pass"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# determinism and datasets
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_tasks_and_databases_are_deterministic(tmp_path):
+    a, b = build_task("notes_tag_to_file-train-1"), build_task("notes_tag_to_file-train-1")
+    assert (a.instruction, a.solution, a.world.tables) == (b.instruction, b.solution, b.world.tables)
+    state_a = snapshot(create_database(str(tmp_path / "a.sqlite"), a.world))
+    state_b = snapshot(create_database(str(tmp_path / "b.sqlite"), b.world))
+    assert state_a == state_b and len(state_a["notes"]) >= 8
+    other_seed = build_task("notes_tag_to_file-train-1-s3")
+    dev = build_task("notes_tag_to_file-dev-1")
+    assert other_seed.world.tables != a.world.tables and dev.world.tables != a.world.tables
+    assert parse_task_id("notes_tag_to_file-train-1-s3") == ("notes_tag_to_file", "train", 1, 3)
+    with pytest.raises(ValueError, match="expected '<template>-<split>-<index>'"):
+        parse_task_id("no_such_template-train-0")
+
+
+def test_offline_dataset_columns_and_stability():
+    train = make_offline_appworld_dataset("train")
+    dev = make_offline_appworld_dataset("dev", tasks_per_template=1, max_turns=12)
+    assert train.column_names == ["prompt", "task_id", "ground_truth", "env", "max_turns"]
+    assert len(train) == 3 * len(TEMPLATES) and len(dev) == len(TEMPLATES)
+    assert train["task_id"] == make_offline_appworld_dataset("train")["task_id"]
+    assert not set(train["task_id"]) & set(dev["task_id"])
+    row = train[0]
+    system, user = row["prompt"]
+    assert system["role"] == "system" and "apis.supervisor.complete_task" in system["content"]
+    assert "```python" in system["content"] and "api_docs" in system["content"]
+    task = build_task(row["task_id"])
+    assert user == {"role": "user", "content": f"Task: {task.instruction}"}
+    assert task.world.user.email in system["content"] and task.world.now.isoformat() in system["content"]
+    assert row["ground_truth"] == task.solution and row["env"] == "appworld_offline" and row["max_turns"] == 40
+    assert set(dev["max_turns"]) == {12}
+    with pytest.raises(ValueError, match="split must be one of"):
+        make_offline_appworld_dataset("test")
+
+
+def test_real_appworld_dataset_from_an_appworld_root(tmp_path, monkeypatch):
+    root = tmp_path / "appworld"
+    (root / "data" / "datasets").mkdir(parents=True)
+    (root / "data" / "datasets" / "dev.txt").write_text("50e1ac9_1\n50e1ac9_2:tagged\n\n")
+    for task_id in ("50e1ac9_1", "50e1ac9_2"):
+        folder = root / "data" / "tasks" / task_id
+        (folder / "ground_truth").mkdir(parents=True)
+        supervisor = {"first_name": "Ana", "last_name": "Ruiz", "email": "ana@x.test", "phone_number": "123"}
+        (folder / "specs.json").write_text(json.dumps({"instruction": f"do {task_id}", "supervisor": supervisor,
+                                                       "datetime": "2023-05-18T12:00:00", "db_version": "1"}))
+    (root / "data" / "tasks" / "50e1ac9_1" / "ground_truth" / "solution.py").write_text("print('gt')\n")
+    monkeypatch.setenv("APPWORLD_ROOT", str(root))
+    assert load_appworld_task_ids("dev") == ["50e1ac9_1", "50e1ac9_2"]
+    ds = make_appworld_dataset("dev")
+    assert ds["task_id"] == ["50e1ac9_1", "50e1ac9_2"] and ds["env"] == ["appworld", "appworld"]
+    assert ds["ground_truth"] == ["print('gt')\n", ""]
+    assert ds[1]["prompt"][1]["content"] == "Task: do 50e1ac9_2" and "Ana Ruiz" in ds[1]["prompt"][0]["content"]
+    with pytest.raises(FileNotFoundError, match="appworld download data"):
+        load_appworld_task_ids("train")
+
+
+def test_task_ids_and_specs_from_the_server(server):
+    client = AppWorldClient(server.url)
+    assert load_appworld_task_ids("dev", root=None, server_url=server.url) == task_ids("dev")
+    specs = client.show_task("payments_balance-dev-2")
+    task = build_task("payments_balance-dev-2")
+    assert specs == {"task_id": task.task_id, "instruction": task.instruction, "supervisor": task.supervisor,
+                     "datetime": task.world.now.isoformat()}
+    with pytest.raises(AppWorldServerError, match="HTTP 404"):
+        client.show_task("nope-train-0")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# AppWorldEnv
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_env_plays_an_episode_with_persistent_variables(server):
+    task = build_task("payments_balance-train-1")
+    env = OfflineAppWorldEnv(server_url=server.url)
+    assert env.reset({"task_id": task.task_id}) is None
+    session = AppWorldClient(server.url, session_id=env.client.session_id)
+    session.task_id = task.task_id
+    first = env.step("I'll log in first.\n```python\npw = {a['account_name']: a['password'] for a in "
+                     "apis.supervisor.show_account_passwords()}\nprint(sorted(pw))\n```")
+    assert first.valid and not first.done
+    assert first.observation.strip() == str(sorted(["email", "file_system", "notes", "payments", "phone"]))
+    assert first.info["actions"] == [extract_code(first.info["actions"][0])] and first.info["events"] == []
+    bad = env.step("```python\napis.payments.show_balance(access_token='wrong')\n```")
+    assert bad.observation.startswith("Execution failed.") and bad.valid and not bad.done
+    assert bad.info["events"] == ["api_error: 401 Invalid access token for app 'payments'."]
+    no_code = env.step("I am not sure what to do.")
+    assert not no_code.valid and no_code.info == {"actions": [], "events": ["invalid_action"]}
+    last = env.step("```python\nt = apis.payments.login(username=apis.supervisor.show_profile()['email'], "
+                    "password=pw['payments'])['access_token']\n"
+                    "apis.supervisor.complete_task(answer=apis.payments.show_balance(access_token=t)['balance'])\n```")
+    assert last.done and last.stop_reason == "completed" and "task_completed" in last.info["events"]
+    score = env.score()
+    assert score.success and score.completion == 1.0 and score.info["turns"] == 4
+    with pytest.raises(RuntimeError, match="episode is over"):
+        env.step("```python\nprint(1)\n```")
+    env.close()
+    with pytest.raises(AppWorldServerError, match="not initialized"):  # close() freed the server-side episode
+        session.evaluate()
+
+
+def test_env_error_budget_and_unfinished_episode_score(server):
+    env = OfflineAppWorldEnv(server_url=server.url, max_consecutive_errors=2)
+    env.reset({"task_id": "send_money_to_relation-dev-2"})
+    assert not env.step("```python\n1/0\n```").done
+    ok = env.step("```python\nprint('fine')\n```")
+    assert ok.observation == "fine\n" and not ok.done  # a success resets the budget
+    env.step("```python\nimport os\n```")
+    end = env.step("```python\nundefined_name\n```")
+    assert end.done and end.stop_reason == "error_budget" and "error_budget" in end.info["events"]
+    assert end.info["events"][0] == "execution_error: NameError: name 'undefined_name' is not defined"
+    score = env.score()
+    assert not score.success and 0.0 < score.completion < 1.0 and not score.info["task_completed"]
+    env.close()
+
+
+def test_env_reports_bad_rows_and_missing_servers():
+    with pytest.raises(ValueError, match="'task_id' column"):
+        AppWorldEnv(server_url="http://127.0.0.1:9").reset({})
+    with pytest.raises(ValueError, match="pass server_url"):
+        AppWorldEnv().reset({"task_id": "x"})
+    with pytest.raises(AppWorldServerError, match="cannot reach the AppWorld server at http://127.0.0.1:9"):
+        AppWorldEnv(server_url="http://127.0.0.1:9", request_timeout_s=2).reset({"task_id": "x"})
+    with pytest.raises(ValueError, match="server_url must be an http"):
+        AppWorldClient("localhost:8000")
+
+
+def test_observation_parsing_helpers():
+    assert extract_code("```py\nx = 1\n```\ntext\n```python\ny = 2\n```") == "x = 1\n\ny = 2"
+    assert extract_code("```python\nprint(1)\n") == "print(1)"  # generation cut before the closing fence
+    assert extract_code("```json\n{\"a\": 1}\n```") is None
+    assert observation_events("Execution failed. Traceback:\nSandboxViolation: imports are not allowed") == [
+        "refused: imports are not allowed"]
+    assert observation_events("Execution failed. Traceback:\nException: Execution timed out after 2 seconds") == [
+        "timeout"]
+    assert observation_events("all good") == []
+
+
+def test_concurrent_episodes_of_one_task_are_isolated(server):
+    task = build_task("send_money_to_relation-train-1")
+    a, b = AppWorldClient(server.url), AppWorldClient(server.url)
+    a.initialize(task.task_id)
+    b.initialize(task.task_id)
+    a.execute(task.solution)
+    assert a.evaluate().success and a.task_completed()
+    assert not b.task_completed() and not b.evaluate().success
+    b.execute("x = 41")
+    assert a.execute("print(x)").startswith("Execution failed.") and b.execute("print(x + 1)") == "42\n"
+    a.close()
+    b.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# server processes
+# ---------------------------------------------------------------------------------------------------------------
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_dead(pids: set[int], timeout: float = 5.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    return {p for p in pids if _alive(p)}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+def test_server_stop_leaves_no_processes_and_no_files():
+    srv = OfflineAppWorldServer()
+    with srv:
+        server_pid = srv.pid
+        clients = [AppWorldClient(srv.url) for _ in range(2)]
+        for client in clients:
+            client.initialize("payments_balance-train-0")
+        workers = _children(server_pid)
+        assert len(workers) == 2
+        folders = {f for f in os.listdir("/tmp") if f.startswith("appworld-offline-")}
+        assert len(folders) >= 2
+    assert srv.process is None
+    assert _wait_dead({server_pid} | workers) == set()
+    assert not ({f for f in os.listdir("/tmp") if f.startswith("appworld-offline-")} & folders)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+def test_killed_server_group_is_cleaned_up_by_stop():
+    srv = OfflineAppWorldServer(stop_timeout_s=1.0)
+    srv.start()
+    client = AppWorldClient(srv.url)
+    client.initialize("payments_balance-train-0")
+    server_pid = srv.pid
+    workers = _children(server_pid)
+    assert len(workers) == 1
+    os.kill(server_pid, signal.SIGSTOP)  # a hung server: the graceful path cannot work
+    srv.stop()
+    assert _wait_dead({server_pid} | workers) == set()
