@@ -11,7 +11,8 @@ from skill_sd_trl.skills import bank as bank_module
 from skill_sd_trl.skills.bank import SkillBank
 from skill_sd_trl.skills.provider import SkillProvider, SkillSelection
 from skill_sd_trl.skills.schema import Skill
-from skill_sd_trl.skills.show import format_bank, main as show_main
+from skill_sd_trl.skills.show import format_bank
+from skill_sd_trl.skills.show import main as show_main
 
 
 def sk(name, task="t"):

@@ -50,7 +50,8 @@ def test_truncation_keeps_start_and_end_with_elided_count():
 
 def test_invalid_turn_events_and_huge_observation_clipped():
     traj = long_traj(2)
-    traj.turns[0] = Turn(action="blah", observation="x" * 50_000, valid=False, info={"actions": [], "events": ["invalid_action"]})
+    traj.turns[0] = Turn(action="blah", observation="x" * 50_000, valid=False,
+                         info={"actions": [], "events": ["invalid_action"]})
     text = render_trajectory(traj, max_chars=2000)
     assert len(text) <= 2000
     assert "Turn 1 (INVALID):" in text and "Events: invalid_action" in text

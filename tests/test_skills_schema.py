@@ -71,7 +71,8 @@ def test_schema_violations_rejected_with_reason():
     assert _reason(json.dumps({**VALID, "success_analysis": 3})) == "field 'success_analysis' must be a string, got int"
     assert "must be a string, got dict" in _reason(json.dumps({**VALID, "mistake_analysis": {"a": "b"}}))
     assert _reason(json.dumps({**VALID, "mistake_analysis": "   \n\t"})) == "field 'mistake_analysis' is empty"
-    assert "longer than 50 characters" in _reason(json.dumps({**VALID, "golden_workflow": "x" * 51}), max_field_chars=50)
+    too_long = json.dumps({**VALID, "golden_workflow": "x" * 51})
+    assert "longer than 50 characters" in _reason(too_long, max_field_chars=50)
     # An object that mentions none of the keys is not taken for the skill.
     assert _reason('[1, 2] {} {"answer": "x"}').startswith("no JSON object with the keys")
     # The first object mentioning the keys is the skill, even inside a list; it is then validated strictly.

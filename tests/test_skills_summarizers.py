@@ -18,7 +18,6 @@ from skill_sd_trl.skills.summarizers import (
 )
 from skill_sd_trl.trajectory import Trajectory, Turn
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # hand-made trajectories
 # ---------------------------------------------------------------------------------------------------------------
@@ -126,12 +125,16 @@ def test_experience_generic_actions_and_api_errors():
     ], reward=1.0, success=True)
     skill = parse_skill(ExperienceSummarizer().summarize([fail, ok]))
     assert "API errors (3): Unknown API 'login' x2, ZeroDivisionError." in skill.mistake_analysis
-    assert skill.golden_workflow.endswith("1. token = apis.spotify.sign_in(user='a')\n2. apis.supervisor.complete_task()")
+    assert skill.golden_workflow.endswith(
+        "1. token = apis.spotify.sign_in(user='a')\n2. apis.supervisor.complete_task()"
+    )
 
 
 def test_experience_no_mistakes_and_field_caps():
     skill = parse_skill(ExperienceSummarizer().summarize([win4()]))
-    assert skill.mistake_analysis == "No invalid actions or harmful events in the 1 episode(s) shown; keep the same discipline."
+    assert skill.mistake_analysis == (
+        "No invalid actions or harmful events in the 1 episode(s) shown; keep the same discipline."
+    )
     huge = Trajectory("big", "appworld", "t", [Turn(action=f"step_{i}() # " + "x" * 500) for i in range(400)],
                       reward=1.0, success=True)
     skill = parse_skill(ExperienceSummarizer().summarize([huge]))  # must still fit the schema's caps
@@ -202,7 +205,8 @@ class ScriptedServer:
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def add(self, status=200, body=None, headers=None, delay=0.0):
-        self.script.append((status, body if body is not None else completion_body(json.dumps(SKILL)), headers or {}, delay))
+        body = body if body is not None else completion_body(json.dumps(SKILL))
+        self.script.append((status, body, headers or {}, delay))
 
 
 @pytest.fixture
@@ -369,16 +373,18 @@ def test_local_model_decodes_only_new_tokens(tiny):
             self.config = type("C", (), {"max_position_embeddings": 100_000, "_name_or_path": "echo"})()
             self.seen = None
 
-        def generate(self, input_ids, attention_mask, max_new_tokens, do_sample, pad_token_id):
-            self.seen = dict(prompt_len=input_ids.shape[1], do_sample=do_sample, max_new_tokens=max_new_tokens)
+        def generate(self, input_ids, attention_mask, max_new_tokens, do_sample, pad_token_id, **extra):
+            self.seen = dict(prompt_len=input_ids.shape[1], do_sample=do_sample, max_new_tokens=max_new_tokens,
+                             **extra)
             new = torch.tensor([tok.encode(answer, add_special_tokens=False) + [tok.eos_token_id]])
             return torch.cat([input_ids, new], dim=1)
 
     model = EchoModel()
-    summ = TransformersSummarizer(model, tok, max_new_tokens=64)
+    summ = TransformersSummarizer(model, tok, max_new_tokens=64, generation_kwargs={"repetition_penalty": 1.2})
     text = summ.summarize([win4()])
     assert text == answer and parse_skill(text).content() == SKILL
     assert model.seen["do_sample"] is False and model.seen["max_new_tokens"] == 64 and model.seen["prompt_len"] > 50
+    assert model.seen["repetition_penalty"] == 1.2
     assert summ.name == "transformers:echo"
 
 

@@ -59,9 +59,9 @@ def format_bank(bank: SkillBank, task: str | None = None, full: bool = False, wi
     if not rows:
         return header + "\n(no skills" + (f" for task {task!r})" if task is not None else ")")
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)]
-    lines = [header, "  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths))]
+    lines = [header, "  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     if full:
         lines += [""] + texts
     return "\n".join(lines)

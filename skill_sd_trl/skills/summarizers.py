@@ -102,6 +102,8 @@ class TransformersSummarizer(LLMSummarizer):
         max_new_tokens: generation budget for the JSON answer.
         device: where a model loaded from a path goes (default ``"cpu"``); a model object is not moved.
         chat_template_kwargs: extra arguments for ``apply_chat_template`` (e.g. ``{"enable_thinking": False}``).
+        generation_kwargs: extra arguments for ``generate`` (e.g. ``{"repetition_penalty": 1.1}``); they override
+            the greedy defaults.
 
     Do not pass the model being trained: generation runs in a background thread, concurrently with training.
     """
@@ -114,6 +116,7 @@ class TransformersSummarizer(LLMSummarizer):
         max_new_tokens: int = 512,
         device: str = "cpu",
         chat_template_kwargs: Mapping[str, Any] | None = None,
+        generation_kwargs: Mapping[str, Any] | None = None,
         name: str | None = None,
         prompt: PromptSpec = None,
         max_prompt_chars: int = 12000,
@@ -138,6 +141,7 @@ class TransformersSummarizer(LLMSummarizer):
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.generation_kwargs = dict(generation_kwargs or {})
         self.name = name or f"transformers:{default_name}"
         self._lock = threading.Lock()  # one generate at a time on a shared model
 
@@ -176,13 +180,9 @@ class TransformersSummarizer(LLMSummarizer):
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
         with self._lock, torch.no_grad():
-            out = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask.to(device),
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                pad_token_id=pad_id,
-            )
+            kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": False, "pad_token_id": pad_id}
+            kwargs.update(self.generation_kwargs)
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask.to(device), **kwargs)
         return self.tokenizer.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True)
 
 
@@ -290,7 +290,9 @@ class OpenAIChatSummarizer(LLMSummarizer):
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise SummarizerError(f"timeout after {self.timeout}s connecting to {self.url}", retryable=True) from exc
+                raise SummarizerError(
+                    f"timeout after {self.timeout}s connecting to {self.url}", retryable=True
+                ) from exc
             raise SummarizerError(f"cannot reach {self.url}: {reason}", retryable=True) from exc
         except (ConnectionError, OSError) as exc:  # reset mid-response, http.client.RemoteDisconnected...
             raise SummarizerError(f"connection to {self.url} failed: {exc!r}", retryable=True) from exc
