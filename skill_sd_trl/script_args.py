@@ -60,6 +60,9 @@ class SkillSDScriptArguments:
     bank_capacity: int = field(default=8, metadata={"help": "Skills kept per task."})
     ucb_c: float = field(default=1.0, metadata={"help": "UCB1 exploration constant c."})
     bank_path: str | None = field(default=None, metadata={"help": "A skill bank JSON to start from."})
+    eval_only: bool = field(
+        default=False, metadata={"help": "Skip training: evaluate the model as it is (the base-model row of the table)."}
+    )
     evaluate_after_training: bool = field(
         default=True, metadata={"help": "Evaluate the base and the trained model and print the Acc./Comp. table."}
     )

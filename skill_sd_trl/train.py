@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -85,6 +86,8 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
 def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, recipe_path: str | None = None):
     """Train, save (model, skill bank, recipe, model card), push when asked, then evaluate base vs trained."""
     trainer = build_trainer(script, args, model_args, recipe_path)
+    if script.eval_only:
+        return trainer, evaluate_models(trainer, script, trained=False)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     for callback in trainer.callback_handler.callbacks:
         if hasattr(callback, "flush"):
@@ -99,12 +102,12 @@ def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, r
         trainer.push_to_hub()
     results = []
     if script.evaluate_after_training and trainer.is_world_process_zero():
-        results = evaluate_base_and_trained(trainer, script)
+        results = evaluate_models(trainer, script, trained=True)
     return trainer, results
 
 
-def evaluate_base_and_trained(trainer, script: SkillSDScriptArguments):
-    """The paper-style table for the starting model and the trained one, printed and written to output_dir."""
+def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):
+    """The paper-style table for the starting model (and the trained one), printed and written to output_dir."""
     from .evaluation import evaluate, format_table, write_results
     from .rollout import RolloutLimits
 
@@ -120,19 +123,29 @@ def evaluate_base_and_trained(trainer, script: SkillSDScriptArguments):
     was_training = model.training
     model.eval()
     try:
-        if hasattr(model, "disable_adapter"):
-            with model.disable_adapter():
-                base = evaluate("base model", model=model, **common)
-        else:
-            base = None
-        trained = evaluate(f"Skill-SD (λ={trainer.args.sdl_coef})" if trainer.args.sdl_coef else "GRPO", model=model,
-                           **common)
+        results = []
+        if not trained or hasattr(model, "disable_adapter"):  # full fine-tuning keeps no copy of the base weights
+            with model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext():
+                results.append(evaluate("base model", model=model, **common))
+        if trained:
+            results.append(evaluate(method_label(trainer.args), model=model, **common))
     finally:
         model.train(was_training)
-    results = [r for r in (base, trained) if r is not None]
     print("\n" + format_table(results) + "\n")
     write_results(results, trainer.args.output_dir)
     return results
+
+
+def method_label(args: SkillSDConfig) -> str:
+    """The paper's name for the configured method (row label of the evaluation table)."""
+    if args.skills_in_student_prompt:
+        return "Skill-augmented GRPO"
+    if args.sdl_coef == 0:
+        return "Vanilla GRPO"
+    if args.teacher_context == "ground_truth" and args.grpo_coef == 0:
+        return "Vanilla OPD"
+    policy = "off-policy" if args.rollout_policy == "teacher" else "on-policy"
+    return f"Skill-SD (λ={args.sdl_coef}, {policy}, {args.teacher_sync_mode} teacher)"
 
 
 def _model_path(script: SkillSDScriptArguments, model_args, output_dir: str) -> str:

@@ -1,0 +1,90 @@
+"""Every recipe parses into the three dataclasses; every CPU recipe trains one step with a tiny model substituted."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from skill_sd_trl.cli import main, parse_train_args
+
+RECIPES = sorted(Path(__file__).resolve().parent.parent.joinpath("recipes").glob("*/*.yaml"))
+TRAIN_RECIPES = [r for r in RECIPES if r.parent.name != "accelerate"]
+CPU_RECIPES = [r for r in TRAIN_RECIPES if r.stem.endswith("_cpu") and r.parent.name == "sokoban"]
+
+
+def test_recipe_matrix_is_complete():
+    methods = {"base_eval", "vanilla_opd", "vanilla_grpo", "skill_augmented_grpo", "skill_sd",
+               "ablation_onpolicy_frozen", "ablation_offpolicy_dynamic", "ablation_offpolicy_frozen"}
+    for env in ("sokoban", "appworld_offline", "appworld"):
+        names = {p.stem for p in TRAIN_RECIPES if p.parent.name == env}
+        assert names == methods | {f"{m}_cpu" for m in methods}, env
+
+
+@pytest.mark.parametrize("recipe", TRAIN_RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_recipe_parses_and_states_its_launch_command(recipe):
+    raw = yaml.safe_load(recipe.read_text())
+    # GPU recipes ask for bf16, which TrainingArguments refuses on a CPU-only machine: parse them CPU-side here.
+    cpu_overrides = [] if raw.get("use_cpu") else ["--bf16", "false", "--use_cpu", "true", "--use_vllm", "false"]
+    script, args, model_args, path = parse_train_args(["--config", str(recipe), *cpu_overrides])
+    assert path == str(recipe)
+    assert script.env_name == recipe.parent.name
+    header = recipe.read_text().splitlines()[:5]
+    assert any(line.startswith("# Launch:") and str(recipe.relative_to(recipe.parent.parent.parent)) in line
+               for line in header)
+    name = recipe.stem.removesuffix("_cpu")
+    expectations = {
+        "vanilla_grpo": lambda: args.sdl_coef == 0 and not args.skills_in_student_prompt,
+        "vanilla_opd": lambda: args.teacher_context == "ground_truth" and args.grpo_coef == 0 and args.sdl_coef > 0,
+        "skill_augmented_grpo": lambda: args.skills_in_student_prompt and args.sdl_coef == 0,
+        "skill_sd": lambda: args.sdl_coef == 0.001 and args.teacher_sync_mode == "dynamic"
+        and args.rollout_policy == "student",
+        "ablation_onpolicy_frozen": lambda: args.teacher_sync_mode == "frozen" and args.rollout_policy == "student",
+        "ablation_offpolicy_dynamic": lambda: args.teacher_sync_mode == "dynamic" and args.rollout_policy == "teacher",
+        "ablation_offpolicy_frozen": lambda: args.teacher_sync_mode == "frozen" and args.rollout_policy == "teacher",
+        "base_eval": lambda: script.eval_only,
+    }
+    assert expectations[name](), name
+    if recipe.stem.endswith("_cpu"):
+        assert model_args.model_name_or_path == "smollm2-135m-instruct" and args.use_cpu
+    else:
+        assert model_args.model_name_or_path == "Qwen/Qwen3-4B-Instruct-2507" and model_args.use_peft
+        assert raw["bf16"] is True and raw["use_vllm"] is (raw.get("rollout_policy") != "teacher")
+
+
+@pytest.mark.parametrize("recipe", CPU_RECIPES, ids=lambda p: p.stem)
+def test_cpu_recipe_runs_one_step_with_tiny_model(recipe, tmp_path):
+    out = tmp_path / "run"
+    code = main(["train", "--config", str(recipe), "--tiny_model", "true", "--output_dir", str(out), "--max_steps", "1",
+                 "--max_eval_samples", "2", "--max_train_samples", "2", "--max_turns", "2",
+                 "--max_new_tokens_per_turn", "4"])
+    assert code == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    rows = results["table"]
+    if recipe.stem.startswith("base_eval"):
+        assert [r["model"] for r in rows] == ["base model"]
+        assert not (out / "trainer_state.json").exists()
+        return
+    assert [r["model"] for r in rows][0] == "base model" and len(rows) == 2
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 1
+    assert (out / "recipe.yaml").read_text() == recipe.read_text()
+    assert (out / "README.md").exists() and "Skill-SD training" in (out / "README.md").read_text()
+    assert (out / "adapter_model.safetensors").exists()
+    logged = {k for h in state["log_history"] for k in h}
+    assert "env/sokoban/acc" in logged
+    if "skill_sd" in recipe.stem or "ablation" in recipe.stem:
+        assert "self_distillation/sdl" in logged and (out / "skill_bank.json").exists()
+
+
+def test_unknown_recipe_key_and_missing_file_are_clear(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env_name: sokoban\nsdl_coeff: 0.1\n")
+    with pytest.raises(SystemExit, match="unknown recipe key 'sdl_coeff'.*Did you mean 'sdl_coef'"):
+        parse_train_args(["--config", str(bad)])
+    with pytest.raises(SystemExit, match="not found"):
+        parse_train_args(["--config", str(tmp_path / "nope.yaml")])
+    unknown_env = tmp_path / "env.yaml"
+    unknown_env.write_text("env_name: chess\n")
+    with pytest.raises(ValueError, match="env_name='chess' is not valid"):
+        parse_train_args(["--config", str(unknown_env)])
