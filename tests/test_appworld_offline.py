@@ -313,11 +313,14 @@ def test_server_stop_leaves_no_processes_and_no_files():
             client.initialize("payments_balance-train-0")
         workers = _children(server_pid)
         assert len(workers) == 2
-        folders = {f for f in os.listdir("/tmp") if f.startswith("appworld-offline-")}
-        assert len(folders) >= 2
+        workdir = srv.workdir
+        databases = [os.path.join(workdir, d, "world.sqlite") for d in os.listdir(workdir)]
+        assert len(databases) == 2 and all(os.path.exists(db) for db in databases)
+        clients[0].close()
+        assert len(os.listdir(workdir)) == 1 and len(_children(server_pid)) == 1  # /close frees the episode
     assert srv.process is None
     assert _wait_dead({server_pid} | workers) == set()
-    assert not ({f for f in os.listdir("/tmp") if f.startswith("appworld-offline-")} & folders)
+    assert not os.path.exists(workdir)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
@@ -329,6 +332,34 @@ def test_killed_server_group_is_cleaned_up_by_stop():
     server_pid = srv.pid
     workers = _children(server_pid)
     assert len(workers) == 1
+    workdir = srv.workdir
     os.kill(server_pid, signal.SIGSTOP)  # a hung server: the graceful path cannot work
     srv.stop()
     assert _wait_dead({server_pid} | workers) == set()
+    assert not os.path.exists(workdir)
+
+
+def test_real_appworld_env_leases_one_server_per_episode(server):
+    # AppWorldEnv treats servers as real AppWorld servers (one world each): a second concurrent episode on the
+    # same URL is refused with advice, a second URL serves it, and close() returns the lease.
+    host_alias = server.url.replace("127.0.0.1", "localhost")
+    first, second = AppWorldEnv(server_url=server.url), AppWorldEnv(server_url=server.url)
+    first.reset({"task_id": "payments_balance-train-0"})
+    with pytest.raises(AppWorldServerError, match="one `appworld serve environment --port N` per concurrent"):
+        second.reset({"task_id": "payments_balance-train-1"})
+    third = AppWorldEnv(server_url=f"{server.url},{host_alias}")
+    third.reset({"task_id": "payments_balance-train-1"})
+    assert third.client.server_url == host_alias
+    first.close()
+    second.reset({"task_id": "payments_balance-train-1"})
+    assert second.client.server_url == server.url
+    second.close()
+    third.close()
+
+
+def test_same_actions_give_the_same_evaluation(server):
+    task = build_task("approve_requests_from_relation-dev-0")
+    outputs = [_run(server.url, task.task_id, task.solution + "print(apis.phone.login(username=me['phone_number'], "
+                                                              "password=passwords['phone']))") for _ in range(2)]
+    assert outputs[0][0] == outputs[1][0] and "access_token" in outputs[0][0]
+    assert outputs[0][1].raw == outputs[1][1].raw and outputs[0][1].success

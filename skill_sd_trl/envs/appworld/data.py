@@ -97,6 +97,11 @@ def _appworld_root(root: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(root)) if root else None
 
 
+def _first_url(server_url: str | None) -> str | None:
+    """The first of a comma-separated server list (any of them can answer read-only questions)."""
+    return server_url.split(",")[0].strip() if server_url else None
+
+
 def load_appworld_task_ids(split: str, root: str | None = None, server_url: str | None = None) -> list[str]:
     """Task ids of a real AppWorld split, read from ``<root>/data/datasets/<split>.txt`` (``root`` defaults to
     ``$APPWORLD_ROOT``), else asked from ``server_url`` (only servers with a ``/task_ids`` endpoint, e.g. ours).
@@ -112,7 +117,7 @@ def load_appworld_task_ids(split: str, root: str | None = None, server_url: str 
             return [line.strip().split(":")[0] for line in handle if line.strip()]
     if server_url is not None:
         try:
-            return AppWorldClient(server_url).task_ids(split)
+            return AppWorldClient(_first_url(server_url)).task_ids(split)
         except AppWorldServerError as error:
             raise AppWorldServerError(f"{error}\nThe real AppWorld server cannot list tasks: set APPWORLD_ROOT (or "
                                       "pass root=) to the folder holding data/datasets/<split>.txt.") from None
@@ -150,12 +155,13 @@ def make_appworld_dataset(split: str = "train", root: str | None = None, server_
 
     Ids come from :func:`load_appworld_task_ids`; instructions from ``<root>/data/tasks/<id>/specs.json`` or
     the server's ``GET /tasks/<id>``; ``ground_truth`` from ``ground_truth/solution.py`` when present.
-    ``include_server_url`` adds a ``server_url`` column (so the rollout loop's env needs no constructor arg).
+    ``server_url`` may list several servers separated by commas (see :class:`AppWorldEnv`); ``include_server_url``
+    adds it as a ``server_url`` column (so the rollout loop's env needs no constructor argument).
     """
     from datasets import Dataset
 
     root = _appworld_root(root)
-    client = AppWorldClient(server_url) if server_url else None
+    client = AppWorldClient(_first_url(server_url)) if server_url else None
     ids = load_appworld_task_ids(split, root, server_url)
     if limit is not None:
         ids = ids[:limit]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,11 +100,50 @@ def observation_events(output: str) -> list[str]:
     return [f"execution_error: {last[:200]}"]
 
 
+class _ServerLeases:
+    """Which real-AppWorld servers are in use by an episode of this process (a real server holds one world)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()
+
+    def acquire(self, urls: list[str]) -> str:
+        with self._lock:
+            for url in urls:
+                if url not in self._busy:
+                    self._busy.add(url)
+                    return url
+        raise AppWorldServerError(
+            f"all {len(urls)} AppWorld server(s) {urls} are busy with other episodes. The real AppWorld server holds "
+            "one task world at a time: start one `appworld serve environment --port N` per concurrent episode "
+            "(e.g. num_generations x per-device batch) and pass them all as server_url='http://h:8000,http://h:8001'.")
+
+    def release(self, url: str) -> None:
+        with self._lock:
+            self._busy.discard(url)
+
+
+_LEASES = _ServerLeases()
+
+
+def _server_urls(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    urls = [u.strip() for u in value.split(",")] if isinstance(value, str) else [str(u).strip() for u in value]
+    urls = [u for u in urls if u]
+    if not urls:
+        raise ValueError(f"server_url must name at least one server URL, got {value!r}")
+    return urls
+
+
 class AppWorldEnv(TextEnv):
     """A multi-turn AppWorld episode driven through an environment server.
 
+    Real AppWorld servers hold one world each, so every episode leases a server of its own for its lifetime
+    (``reset`` to ``close``): give as many URLs as episodes run at once (``server_url`` may be a list or a
+    comma-separated string); a clear error says so when they are all busy. The offline server runs any number of
+    episodes (they are told apart by a session id), so :class:`OfflineAppWorldEnv` leases nothing.
+
     Args:
-        server_url: the server to use when a dataset row has no ``server_url`` column.
+        server_url: the server(s) to use when a dataset row has no ``server_url`` column.
         max_consecutive_errors: end the episode (``stop_reason="error_budget"``) after this many failed turns
             in a row (no code, refused code, exceptions); ``None`` disables the budget.
         max_observation_chars: observations longer than this are trimmed (head and tail kept).
@@ -113,8 +153,9 @@ class AppWorldEnv(TextEnv):
     """
 
     name = "appworld"
+    exclusive_servers = True  # one episode per server at a time (the real AppWorld server's single world)
 
-    def __init__(self, server_url: str | None = None, *, max_consecutive_errors: int | None = 10,
+    def __init__(self, server_url: str | list[str] | None = None, *, max_consecutive_errors: int | None = 10,
                  max_observation_chars: int = 4000, request_timeout_s: float = 180.0,
                  init_kwargs: Mapping[str, Any] | None = None, return_instruction: bool = False) -> None:
         if max_consecutive_errors is not None and max_consecutive_errors < 1:
@@ -128,6 +169,7 @@ class AppWorldEnv(TextEnv):
         self.init_kwargs = dict(init_kwargs or {})
         self.return_instruction = return_instruction
         self.client: AppWorldClient | None = None
+        self._leased: str | None = None
         self.task: dict[str, Any] = {}
         self._reset_counters()
 
@@ -148,9 +190,16 @@ class AppWorldEnv(TextEnv):
         if not isinstance(task_id, str) or not task_id:
             raise ValueError(f"dataset row must have a non-empty string 'task_id' column, got {task_id!r}")
         self.close()
-        url = example.get("server_url") or self.server_url or self.default_server_url()
-        self.client = AppWorldClient(url, timeout_s=self.request_timeout_s)
-        self.task = self.client.initialize(task_id, **self.init_kwargs)
+        urls = _server_urls(example.get("server_url") or self.server_url or self.default_server_url())
+        url = urls[0]
+        if self.exclusive_servers:
+            url = self._leased = _LEASES.acquire(urls)
+        try:
+            self.client = AppWorldClient(url, timeout_s=self.request_timeout_s)
+            self.task = self.client.initialize(task_id, **self.init_kwargs)
+        except BaseException:
+            self.close()
+            raise
         self._reset_counters()
         return self.task.get("instruction") if self.return_instruction else None
 
@@ -203,11 +252,15 @@ class AppWorldEnv(TextEnv):
 
     def close(self) -> None:
         client, self.client = self.client, None
-        if client is not None:
-            try:
+        leased, self._leased = self._leased, None
+        try:
+            if client is not None:
                 client.close()
-            except AppWorldServerError:
-                pass  # the server is gone: nothing left to free
+        except AppWorldServerError:
+            pass  # the server is gone: nothing left to free
+        finally:
+            if leased is not None:
+                _LEASES.release(leased)
 
 
 class OfflineAppWorldEnv(AppWorldEnv):
@@ -215,6 +268,7 @@ class OfflineAppWorldEnv(AppWorldEnv):
     local offline server that is stopped at interpreter exit."""
 
     name = "appworld_offline"
+    exclusive_servers = False  # the offline server keeps concurrent episodes apart by session id
 
     def default_server_url(self) -> str:
         from .offline.server import default_offline_server_url

@@ -47,6 +47,8 @@ from .tasks import DEFAULT_TASKS_PER_TEMPLATE, OfflineTask, build_task, evaluate
 from .world import create_database, iso, snapshot
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
+MAX_API_ARGS_CHARS = 200_000  # one API call's JSON arguments (e.g. a file's content)
+MAX_WORLD_BYTES = 64 * 1024 * 1024  # an episode's database may not grow past this (disk-filling loops)
 
 
 class HttpError(Exception):
@@ -77,11 +79,11 @@ def _positional_to_keywords(app: str, api: str, args: list, kwargs: dict) -> dic
 class Episode:
     """One task being played: its database (world side) and its sandboxed Python session (agent side)."""
 
-    def __init__(self, task: OfflineTask, limits: SandboxLimits) -> None:
+    def __init__(self, task: OfflineTask, limits: SandboxLimits, workdir: str | None = None) -> None:
         self.task = task
         self.lock = threading.Lock()
         self.last_used = time.monotonic()
-        self.directory = tempfile.mkdtemp(prefix="appworld-offline-")
+        self.directory = tempfile.mkdtemp(prefix="appworld-offline-", dir=workdir)
         try:
             self.conn = create_database(os.path.join(self.directory, "world.sqlite"), task.world)
             self.initial_state = snapshot(self.conn)
@@ -92,6 +94,11 @@ class Episode:
             raise
 
     def _handle_call(self, app: str, api: str, args: list, kwargs: dict) -> dict:
+        if len(json.dumps([args, kwargs])) > MAX_API_ARGS_CHARS:
+            return reply_error(413, f"the arguments of {app}.{api} exceed {MAX_API_ARGS_CHARS} characters")
+        pages, page_size = (self.conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "page_size"))
+        if pages * page_size > MAX_WORLD_BYTES:
+            return reply_error(507, f"the world's storage quota ({MAX_WORLD_BYTES // 2**20} MiB) is exhausted")
         try:
             result = call_api(self.ctx, app, api, _positional_to_keywords(app, api, args, kwargs))
             json.dumps(result)  # fail here, not in the worker, if an API ever returned a non-JSON value
@@ -124,8 +131,9 @@ class Episode:
 class EpisodeManager:
     """Episodes keyed by ``session_id`` (or ``task_id`` when the client sends none, like the real client)."""
 
-    def __init__(self, limits: SandboxLimits, max_episodes: int = 256) -> None:
+    def __init__(self, limits: SandboxLimits, max_episodes: int = 256, workdir: str | None = None) -> None:
         self.limits = limits
+        self.workdir = workdir
         self.max_episodes = max_episodes
         self.episodes: OrderedDict[str, Episode] = OrderedDict()
         self.lock = threading.Lock()
@@ -144,7 +152,7 @@ class EpisodeManager:
             task = build_task(body["task_id"])
         except ValueError as error:
             raise HttpError(404, str(error)) from None
-        episode = Episode(task, self.limits)
+        episode = Episode(task, self.limits, self.workdir)
         evicted: list[Episode] = []
         with self.lock:
             old = self.episodes.pop(key, None)
@@ -296,8 +304,9 @@ class AppWorldRequestHandler(BaseHTTPRequestHandler):
         self.manager.close_all()
 
 
-def make_server(host: str, port: int, limits: SandboxLimits, max_episodes: int = 256) -> ThreadingHTTPServer:
-    manager = EpisodeManager(limits, max_episodes)
+def make_server(host: str, port: int, limits: SandboxLimits, max_episodes: int = 256,
+                workdir: str | None = None) -> ThreadingHTTPServer:
+    manager = EpisodeManager(limits, max_episodes, workdir)
     handler = type("BoundHandler", (AppWorldRequestHandler,), {"manager": manager})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
@@ -314,9 +323,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-output-chars", type=int, default=SandboxLimits.max_output_chars)
     parser.add_argument("--max-episodes", type=int, default=256)
     parser.add_argument("--exit-with-stdin", action="store_true", help="shut down when stdin closes")
+    parser.add_argument("--workdir", default=None, help="folder for the episodes' databases (default: system temp)")
     args = parser.parse_args(argv)
     limits = SandboxLimits(timeout_s=args.timeout, memory_mb=args.memory_mb, max_output_chars=args.max_output_chars)
-    server = make_server(args.host, args.port, limits, args.max_episodes)
+    server = make_server(args.host, args.port, limits, args.max_episodes, args.workdir)
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -362,6 +372,7 @@ class OfflineAppWorldServer:
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.process: subprocess.Popen | None = None
+        self.workdir: str | None = None  # holds every episode's database; removed by stop() whatever happened
         self._log: Any = None
 
     @property
@@ -381,9 +392,10 @@ class OfflineAppWorldServer:
         env = dict(os.environ)
         env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self._log = tempfile.TemporaryFile()
+        self.workdir = tempfile.mkdtemp(prefix="appworld-offline-server-")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "skill_sd_trl.envs.appworld.offline.server", "--host", self.host, "--port",
-             str(self.port), "--exit-with-stdin", *self.args],
+             str(self.port), "--exit-with-stdin", "--workdir", self.workdir, *self.args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env, start_new_session=True)
         atexit.register(self.stop)
         ready, _, _ = select.select([self.process.stdout], [], [], self.startup_timeout_s)
@@ -425,6 +437,9 @@ class OfflineAppWorldServer:
             process.kill()
         process.wait()
         process.stdout.close()
+        if self.workdir is not None:  # a killed server could not remove its episodes' files itself
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
         if self._log is not None:
             self._log.close()
             self._log = None
