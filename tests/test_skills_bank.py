@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from skill_sd_trl.skills import bank as bank_module
+from skill_sd_trl import atomic as atomic_module
 from skill_sd_trl.skills.bank import SkillBank
 from skill_sd_trl.skills.provider import SkillProvider, SkillSelection
 from skill_sd_trl.skills.schema import Skill
@@ -247,10 +247,10 @@ def test_crash_during_save_keeps_last_good_file(tmp_path, monkeypatch):
         f.write(json.dumps(obj)[:100])  # a partial file on disk...
         raise RuntimeError("simulated crash mid-write")
 
-    monkeypatch.setattr(bank_module.json, "dump", dump_half_then_crash)
+    monkeypatch.setattr(atomic_module.json, "dump", dump_half_then_crash)
     with pytest.raises(RuntimeError, match="simulated crash mid-write"):
         bigger.save(path)
-    monkeypatch.setattr(bank_module.json, "dump", real_dump)
+    monkeypatch.setattr(atomic_module.json, "dump", real_dump)
     assert path.read_bytes() == before
     assert SkillBank.load(path) == good
     assert os.listdir(tmp_path) == ["bank.json"]  # no temp file left behind
@@ -258,7 +258,7 @@ def test_crash_during_save_keeps_last_good_file(tmp_path, monkeypatch):
     def replace_crash(src, dst):
         raise OSError("simulated crash at rename")
 
-    monkeypatch.setattr(bank_module.os, "replace", replace_crash)
+    monkeypatch.setattr(atomic_module.os, "replace", replace_crash)
     with pytest.raises(OSError, match="simulated crash at rename"):
         bigger.save(path)
     monkeypatch.undo()

@@ -33,13 +33,12 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write_json
 from .provider import SkillSelection
 from .schema import Skill
 
@@ -78,37 +77,6 @@ class SkillEntry:
 
 def _key_hash(skill: Skill) -> str:
     return hashlib.sha1(skill.normalized_key().encode("utf-8")).hexdigest()[:20]
-
-
-def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` so that readers see either the old file or the complete new one.
-
-    The temp file lives in the destination folder (``os.replace`` is only atomic within one filesystem), is
-    fsynced before the rename, and is removed if anything fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable; not possible on every platform/filesystem
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 class SkillBank:
