@@ -363,3 +363,54 @@ def test_same_actions_give_the_same_evaluation(server):
                                                               "password=passwords['phone']))") for _ in range(2)]
     assert outputs[0][0] == outputs[1][0] and "access_token" in outputs[0][0]
     assert outputs[0][1].raw == outputs[1][1].raw and outputs[0][1].success
+
+
+def test_offline_env_starts_and_stops_its_own_default_server():
+    from skill_sd_trl.envs.appworld import stop_default_offline_server
+    from skill_sd_trl.envs.appworld.offline import server as server_module
+
+    env = OfflineAppWorldEnv()
+    env.reset({"task_id": "count_jpg_files-dev-0"})
+    pid = server_module._default_server.pid
+    step = env.step("```python\nprint(apis.supervisor.show_profile()['first_name'])\n```")
+    assert step.observation.strip() == build_task("count_jpg_files-dev-0").world.user.first_name
+    env.close()
+    stop_default_offline_server()
+    assert _wait_dead({pid}) == set()
+
+
+def test_api_behaviour_seen_by_the_agent(server):
+    client = AppWorldClient(server.url)
+    client.initialize("count_relationship_contacts-train-0")
+    setup = ("pw = {a['account_name']: a['password'] for a in apis.supervisor.show_account_passwords()}\n"
+             "me = apis.supervisor.show_profile()\n"
+             "t = apis.phone.login(me['phone_number'], pw['phone'])['access_token']\n"  # positional arguments
+             "p = apis.payments.login(username=me['email'], password=pw['payments'])['access_token']\n"
+             "print(len(apis.phone.search_contacts(access_token=t)),\n"
+             "      len(apis.phone.search_contacts(t, '', None, 0, 20)))")
+    assert client.execute(setup).split() == ["5", str(len(build_task("count_relationship_contacts-train-0")
+                                                          .world.tables["contacts"]))]
+    cases = {
+        "apis.phone.search_contacts(access_token=t, page_limit=50)": "page_limit must be between 1 and 20.",
+        "apis.payments.show_balance(access_token=p, foo=1)": "Unexpected parameter(s) ['foo']",
+        "apis.payments.send_money(access_token=p, receiver_email=me['email'], amount=5)":
+            "cannot send money to yourself",
+        "apis.payments.send_money(access_token=p, receiver_email='nobody@x.test', amount=5)": "No payments user",
+        "apis.payments.send_money(access_token=t, receiver_email=me['email'], amount=5)": "Invalid access token",
+        "apis.notes.login(username=me['email'], password='guess')": "Invalid credentials",
+        "apis.phone.show_contact(access_token=t)": "Missing required parameter 'contact_id'",
+        "apis.phone.show_contact(access_token=t, contact_id='3')": "must be of type integer",
+    }
+    for code, message in cases.items():
+        output = client.execute(code)
+        assert output.startswith("Execution failed.") and message in output, (code, output)
+    rich = client.execute("other = [u for u in apis.payments.search_users(access_token=p, query='.') "
+                          "if u['email'] != me['email']][0]\n"
+                          "apis.payments.send_money(access_token=p, receiver_email=other['email'], amount=10**7)")
+    assert "Insufficient balance" in rich
+    doc = json.loads(client.execute("print(json.dumps(apis.api_docs.show_api_doc(app_name='payments', "
+                                    "api_name='send_money')))"))
+    assert [p["name"] for p in doc["parameters"]] == ["access_token", "receiver_email", "amount", "description"]
+    apps = client.execute("print([a['name'] for a in apis.api_docs.show_app_descriptions()])")
+    assert apps.strip() == str(["api_docs", "supervisor", "file_system", "phone", "payments", "notes", "email"])
+    client.close()

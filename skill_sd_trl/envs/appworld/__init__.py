@@ -24,7 +24,7 @@ from .data import (
     make_offline_appworld_dataset,
 )
 from .env import AppWorldEnv, OfflineAppWorldEnv, extract_code, observation_events, trim_observation
-from .offline.server import OfflineAppWorldServer, default_offline_server_url
+from .offline.server import OfflineAppWorldServer, default_offline_server_url, stop_default_offline_server
 
 __all__ = [
     "AppWorldClient",
@@ -40,5 +40,6 @@ __all__ = [
     "make_appworld_dataset",
     "make_offline_appworld_dataset",
     "observation_events",
+    "stop_default_offline_server",
     "trim_observation",
 ]

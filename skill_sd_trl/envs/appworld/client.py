@@ -85,7 +85,8 @@ class AppWorldClient:
                 detail = json.loads(detail).get("detail", detail)
             except (json.JSONDecodeError, AttributeError):
                 pass
-            raise AppWorldServerError(f"AppWorld server {method} {url} failed with HTTP {error.code}: {detail}") from None
+            message = f"AppWorld server {method} {url} failed with HTTP {error.code}: {detail}"
+            raise AppWorldServerError(message) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise AppWorldServerError(

@@ -466,5 +466,14 @@ def default_offline_server_url() -> str:
         return _default_server.url
 
 
+def stop_default_offline_server() -> None:
+    """Stop the process-wide server of :func:`default_offline_server_url` (a later call starts a new one)."""
+    global _default_server
+    with _default_lock:
+        server, _default_server = _default_server, None
+    if server is not None:
+        server.stop()
+
+
 if __name__ == "__main__":
     main()

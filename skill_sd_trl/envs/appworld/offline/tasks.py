@@ -902,7 +902,8 @@ def delete_old_downloads(world: World, rng: random.Random) -> TaskSpec:
         if all(f["path"] != path for f in world.tables["files"]):
             world.add("files", path=path, content="%PDF", created_at=iso(created), updated_at=iso(created))
     limit = cutoff.isoformat()
-    doomed = {f["id"] for f in world.tables["files"] if f["path"].startswith("~/downloads/") and f["created_at"] < limit}
+    doomed = {f["id"] for f in world.tables["files"]
+              if f["path"].startswith("~/downloads/") and f["created_at"] < limit}
     body = '''
 for path in apis.file_system.show_directory(access_token=file_system_token, directory_path="~/downloads/",
                                             recursive=True):
