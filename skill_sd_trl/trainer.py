@@ -23,7 +23,6 @@ from collections import defaultdict
 from typing import Any
 
 import torch
-from accelerate.utils import gather_object
 from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import pad
@@ -81,7 +80,7 @@ class SkillSDTrainer(GRPOTrainer):
         if skill_provider is not None and not isinstance(skill_provider, SkillProvider):
             raise TypeError("skill_provider must have select(task_id, example) and record_outcome(task_id, skill_id, rewards).")
         super().__init__(model, reward_funcs, args, *pos, **kwargs)
-        self.skill_provider = skill_provider or ColumnSkillProvider(args.skill_column)
+        self.skill_provider = skill_provider if skill_provider is not None else ColumnSkillProvider(args.skill_column)
         self._check_columns(self.train_dataset)
         self.teacher = Teacher(self.model, args, self.accelerator) if args.needs_teacher else None
         self._capture_student_logps = False
@@ -206,28 +205,29 @@ class SkillSDTrainer(GRPOTrainer):
         return logps
 
     def _after_rewards(self, inputs: list[dict], output: dict, mode: str) -> None:
-        """Skill coverage metric, UCB feedback with the group's rewards, and trajectories for the summarizer."""
-        rewards = self._last_rewards
+        """Skill coverage metric, bandit feedback with the group's rewards, and trajectories for the summarizer.
+
+        Both stay local to this process: in multi-process runs the skill summarizer callback gathers trajectories and
+        bandit feedback to the main process and broadcasts the bank, so every rank sees the same bank each step.
+        """
         if self.args.teacher_context == "skill" and (self.teacher is not None or self.args.skills_in_student_prompt):
             covered = torch.tensor([float(s is not None) for s in self._batch_skills], device=self.accelerator.device)
             self._metrics[mode]["skills/coverage"].append(self.accelerator.gather(covered).mean().item())
-        records = []
-        for i, example in enumerate(inputs):
+        if mode != "train":
+            return
+        start = self.accelerator.process_index * len(inputs)
+        rewards = self._last_rewards[start : start + len(inputs)].tolist()  # this process's slice
+        outcomes = defaultdict(list)
+        for i, (example, reward) in enumerate(zip(inputs, rewards, strict=True)):
+            traj = self._trajectory(example, output, i)
+            traj.reward = float(reward) if reward == reward else 0.0  # NaN (unscorable) counts as 0
+            traj.step = self.state.global_step
+            self._finished_trajectories.append(traj)
             skill = self._batch_skills[i]
-            task_id = task_id_of(example, self.args.task_id_column)
-            records.append((task_id, skill.skill_id if skill else None, self._trajectory(example, output, i)))
-        # Every rank applies the same (global) updates, so skill banks stay identical across processes.
-        all_records = gather_object(records) if self.accelerator.num_processes > 1 else records
-        if mode == "train":
-            outcomes = defaultdict(list)
-            for (task_id, skill_id, traj), reward in zip(all_records, rewards.tolist(), strict=True):
-                traj.reward = float(reward) if reward == reward else 0.0
-                traj.step = self.state.global_step
-                if skill_id is not None:
-                    outcomes[(task_id, skill_id)].append(traj.reward)
-                self._finished_trajectories.append(traj)
-            for (task_id, skill_id), values in outcomes.items():
-                self.skill_provider.record_outcome(task_id, skill_id, values)
+            if skill is not None:
+                outcomes[(traj.task_id, skill.skill_id)].append(traj.reward)
+        for (task_id, skill_id), values in outcomes.items():
+            self.skill_provider.record_outcome(task_id, skill_id, values)
 
     def _trajectory(self, example: dict, output: dict, index: int) -> Trajectory:
         episode = example.get("episode")
@@ -410,3 +410,14 @@ class SkillSDTrainer(GRPOTrainer):
             lines += ["", "Last logged training metrics:", "", "| metric | value |", "|---|---|"]
             lines += [f"| `{k}` | {v:.4g} |" for k, v in sorted(last.items()) if math.isfinite(v)]
         return "\n".join(lines)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Logging: callbacks with `metrics()` (the skill summarizer) join the logged row before it enters the history
+    # ------------------------------------------------------------------------------------------------------------
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.is_world_process_zero():
+            for callback in self.callback_handler.callbacks:
+                metrics = getattr(callback, "metrics", None)
+                if callable(metrics) and getattr(callback, "log_metrics", True):
+                    logs.update(metrics())
+        super().log(logs, start_time)

@@ -44,7 +44,7 @@ def _appworld_offline() -> EnvSpec:
     def make_dataset(split: str, seed: int = 0, preset: str | None = None):
         return make_offline_appworld_dataset(split=split, seed=seed)
 
-    return EnvSpec("appworld_offline", make_dataset, OfflineAppWorldEnv, "train", "dev", max_turns=20,
+    return EnvSpec("appworld_offline", make_dataset, OfflineAppWorldEnv, "train", "dev", max_turns=40,
                    max_new_tokens_per_turn=256, dataset_options=("seed",))
 
 
