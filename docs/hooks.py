@@ -4,9 +4,13 @@ Markers replaced in the Markdown of any page (``hooks: [docs/hooks.py]`` in ``mk
 
 - ``<!-- CONFIG_REFERENCE -->``: one section per field that :class:`~skill_sd_trl.SkillSDConfig` adds to
   ``trl.GRPOConfig`` (type, default, choices, help), read from the dataclass itself.
-- ``<!-- RECIPES_TABLE -->``: the recipe files found under ``recipes/`` at build time, with their leading comment and
-  the Skill-SD settings they choose.
+- ``<!-- SCRIPT_ARGS_REFERENCE -->``: the same for the recipe-only options of the ``train`` command
+  (``skill_sd_trl.script_args.SkillSDScriptArguments``: environment, skill pipeline, evaluation).
+- ``<!-- RECIPES_TABLE -->``: the recipe files found under ``recipes/`` at build time, one table per environment,
+  with each recipe's description (its first comment line) and the Skill-SD settings it chooses; ``accelerate``
+  launcher configurations found there get their own table.
 - ``<!-- SOKOBAN_PRESETS -->``: the Sokoban task-set presets (``skill_sd_trl.envs.sokoban.PRESETS``).
+- ``<!-- ENV_REGISTRY -->``: the named environments of ``skill_sd_trl.envs.registry`` and their defaults.
 
 The functions are importable without MkDocs (``tests/test_docs.py`` calls them directly).
 """
@@ -17,23 +21,31 @@ import dataclasses
 import html
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_MARKER = "<!-- CONFIG_REFERENCE -->"
+SCRIPT_ARGS_MARKER = "<!-- SCRIPT_ARGS_REFERENCE -->"
 RECIPES_MARKER = "<!-- RECIPES_TABLE -->"
 PRESETS_MARKER = "<!-- SOKOBAN_PRESETS -->"
+REGISTRY_MARKER = "<!-- ENV_REGISTRY -->"
 
-# Fields a reader of the recipes table wants to compare at a glance (the baselines differ exactly in these).
-RECIPE_COLUMNS = (
+# The options in which the paper's methods differ; a recipe's values for these are shown in the recipes table.
+RECIPE_SETTINGS = (
     "sdl_coef",
     "grpo_coef",
+    "sdl_estimator",
     "teacher_context",
     "teacher_sync_mode",
+    "teacher_ema_rate",
     "rollout_policy",
     "skills_in_student_prompt",
+    "skill_source",
+    "eval_only",
 )
+CPU_SUFFIX = "_cpu"
 
 
 def _import(module: str):
@@ -47,6 +59,9 @@ def _import(module: str):
         return importlib.import_module(module)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Dataclass references
+# ---------------------------------------------------------------------------------------------------------------
 def new_config_fields() -> list[dataclasses.Field]:
     """The dataclass fields of ``SkillSDConfig`` that ``GRPOConfig`` does not have, in declaration order."""
     from trl import GRPOConfig
@@ -54,6 +69,11 @@ def new_config_fields() -> list[dataclasses.Field]:
     config = _import("skill_sd_trl.config")
     parent = {f.name for f in dataclasses.fields(GRPOConfig)}
     return [f for f in dataclasses.fields(config.SkillSDConfig) if f.name not in parent]
+
+
+def script_args_fields() -> list[dataclasses.Field]:
+    """The fields of the ``train`` command's script arguments (recipe-only options), in declaration order."""
+    return list(dataclasses.fields(_import("skill_sd_trl.script_args").SkillSDScriptArguments))
 
 
 def _type_name(field: dataclasses.Field) -> str:
@@ -70,9 +90,8 @@ def _default(field: dataclasses.Field) -> Any:
 
 
 def _inline_code(value: str) -> str:
-    """``value`` as inline code, with a fence long enough for any backticks inside."""
-    longest = 0
-    run = 0
+    """``value`` as inline code, with a fence longer than any run of backticks inside."""
+    longest = run = 0
     for ch in value:
         run = run + 1 if ch == "`" else 0
         longest = max(longest, run)
@@ -89,19 +108,13 @@ def _default_markdown(value: Any) -> str:
     return _inline_code(repr(value))
 
 
-def config_reference_markdown() -> str:
-    """Markdown reference of the Skill-SD fields: a summary table, then one section per field."""
-    from trl import GRPOConfig
+def fields_reference_markdown(fields: list[dataclasses.Field], owner: str) -> str:
+    """A summary table of ``fields`` (linked), then one section per field with type, default, choices and help.
 
-    fields = new_config_fields()
-    lines = [
-        f"`SkillSDConfig` subclasses `trl.GRPOConfig`: it accepts all {len(dataclasses.fields(GRPOConfig))} "
-        f"`GRPOConfig` fields unchanged and adds the {len(fields)} fields below. This reference is generated from "
-        "the dataclass (`skill_sd_trl/config.py`) every time the site is built.",
-        "",
-        "| field | type | default | choices |",
-        "|---|---|---|---|",
-    ]
+    ``owner`` names the dataclass in error messages. A field without ``metadata["help"]`` is an error: every option
+    a user can set must document itself.
+    """
+    lines = ["| field | type | default | choices |", "|---|---|---|---|"]
     for f in fields:
         choices = f.metadata.get("choices")
         choice_text = ", ".join(_inline_code(repr(c)) for c in choices) if choices else ""
@@ -110,11 +123,11 @@ def config_reference_markdown() -> str:
         )
     lines.append("")
     for f in fields:
-        lines += _field_section(f)
+        lines += _field_section(f, owner)
     return "\n".join(lines)
 
 
-def _field_section(f: dataclasses.Field) -> list[str]:
+def _field_section(f: dataclasses.Field, owner: str) -> list[str]:
     default = _default(f)
     out = [f"### `{f.name}` {{ #{f.name} }}", ""]
     facts = [f"**Type:** `{_type_name(f)}`", f"**Default:** {_default_markdown(default)}"]
@@ -124,44 +137,141 @@ def _field_section(f: dataclasses.Field) -> list[str]:
     out += [" · ".join(facts), ""]
     help_text = f.metadata.get("help")
     if not help_text:
-        raise ValueError(f"SkillSDConfig.{f.name} has no metadata['help']; every Skill-SD field must document itself.")
+        raise ValueError(f"{owner}.{f.name} has no metadata['help']; every option must document itself.")
     out += [html.escape(help_text, quote=False), ""]
     if isinstance(default, str) and "\n" in default:
         out += ["Default value:", "", "```text", default, "```", ""]
-    out += [f"CLI / YAML: `--{f.name}` / `{f.name}: ...`", ""]
+    out += [f"Flag: `--{f.name}` · recipe key: `{f.name}`", ""]
     return out
 
 
-def recipes_markdown(root: Path = ROOT) -> str:
-    """A table of ``recipes/**/*.yaml`` (path, description, Skill-SD settings); a note when there are none."""
-    folder = root / "recipes"
-    paths = sorted(folder.rglob("*.yaml")) + sorted(folder.rglob("*.yml")) if folder.is_dir() else []
-    if not paths:
-        return (
-            "!!! note\n    No recipe files were found under `recipes/` when this page was built; the naming scheme "
-            "below still applies."
-        )
+def config_reference_markdown() -> str:
+    """Markdown reference of the Skill-SD fields of ``SkillSDConfig``."""
+    from trl import GRPOConfig
+
+    fields = new_config_fields()
+    intro = (
+        f"`SkillSDConfig` subclasses `trl.GRPOConfig`: it accepts all {len(dataclasses.fields(GRPOConfig))} "
+        f"`GRPOConfig` fields unchanged and adds the {len(fields)} fields below (generated from "
+        "`skill_sd_trl/config.py` when this site was built)."
+    )
+    return intro + "\n\n" + fields_reference_markdown(fields, "SkillSDConfig")
+
+
+def script_args_reference_markdown() -> str:
+    """Markdown reference of the ``train`` command's recipe-only options."""
+    fields = script_args_fields()
+    intro = (
+        f"The {len(fields)} options below exist only in recipes and on the `train` command line "
+        "(`SkillSDScriptArguments`, generated from `skill_sd_trl/script_args.py` when this site was built)."
+    )
+    return intro + "\n\n" + fields_reference_markdown(fields, "SkillSDScriptArguments")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recipes
+# ---------------------------------------------------------------------------------------------------------------
+def _load_yaml(path: Path, root: Path) -> dict:
     import yaml
 
-    lines = [
-        "| recipe | description | " + " | ".join(f"`{c}`" for c in RECIPE_COLUMNS) + " |",
-        "|---|---|" + "---|" * len(RECIPE_COLUMNS),
-    ]
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path.relative_to(root).as_posix()} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path.relative_to(root).as_posix()} must be a YAML mapping of option: value, got {type(data).__name__}."
+        )
+    return data
+
+
+def _is_launcher_config(data: dict) -> bool:
+    """``accelerate`` configuration files (``--config_file``) are not recipes."""
+    return "distributed_type" in data or "compute_environment" in data
+
+
+def _comment_lines(path: Path) -> list[str]:
+    """The file's opening ``#`` comment block, one entry per line."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped.startswith("#"):
+            if lines or stripped:
+                break
+            continue
+        text = stripped.lstrip("#").strip()
+        if text:
+            lines.append(text)
+    return lines
+
+
+def _cell(text: str) -> str:
+    """Plain text safe inside a Markdown table cell."""
+    return html.escape(text, quote=False).replace("|", "\\|")
+
+
+def _settings(data: dict) -> tuple[str, ...]:
+    """The recipe's values for ``RECIPE_SETTINGS`` (those it sets), each as inline code ``key: value``."""
+    def yaml_value(value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) or value is None else str(value)
+
+    # Code spans also protect any '|' inside them from the table syntax.
+    return tuple(_inline_code(f"{key}: {yaml_value(data[key])}") for key in RECIPE_SETTINGS if key in data)
+
+
+def recipes_markdown(root: Path = ROOT) -> str:
+    """Tables of the recipes under ``root/recipes``: one per environment folder, one row per method (paper-scale
+    and ``_cpu`` files side by side), then the launcher configurations. A note when there is no recipe."""
+    folder = root / "recipes"
+    paths = sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml")) if folder.is_dir() else []
+    recipes: dict[str, dict[str, dict[str, Path]]] = {}  # env folder -> method -> {"paper"/"cpu": path}
+    launchers: list[Path] = []
+    data: dict[Path, dict] = {}
     for path in paths:
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path.relative_to(root)} is not valid YAML: {err}") from err
-        if not isinstance(data, dict):
-            raise ValueError(f"{path.relative_to(root)} must be a YAML mapping of option: value, got {type(data).__name__}.")
-        flat = _flatten(data)
-        cells = [_table_cell(flat[c]) if c in flat else "" for c in RECIPE_COLUMNS]
-        rel = path.relative_to(root).as_posix()
-        lines.append(f"| `{rel}` | {_table_text(_leading_comment(text))} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        data[path] = _load_yaml(path, root)
+        if _is_launcher_config(data[path]):
+            launchers.append(path)
+            continue
+        group = path.parent.relative_to(folder).as_posix() if path.parent != folder else "(top level)"
+        method, scale = (path.stem[: -len(CPU_SUFFIX)], "cpu") if path.stem.endswith(CPU_SUFFIX) else (path.stem, "paper")
+        recipes.setdefault(group, {}).setdefault(method, {})[scale] = path
+    if not recipes:
+        return (
+            "!!! note\n    No recipe files were found under `recipes/` when this page was built; the naming scheme "
+            "above still applies."
+        )
+
+    def link(path: Path | None) -> str:
+        return "" if path is None else _inline_code(path.relative_to(root).as_posix())
+
+    out: list[str] = []
+    for group, methods in recipes.items():
+        out += [f"### `{group}`", "", "| method | description | full scale | CPU scale | settings |", "|---|---|---|---|---|"]
+        for method, files in methods.items():
+            first = files.get("paper") or files["cpu"]
+            comments = _comment_lines(first)
+            settings = {scale: _settings(data[p]) for scale, p in files.items()}
+            if len(set(settings.values())) == 1:
+                setting_text = "<br>".join(next(iter(settings.values())))
+            else:  # the two scales disagree on a method setting: show both rather than hide it
+                setting_text = "<br>".join(f"{scale}: {', '.join(items)}" for scale, items in settings.items())
+            out.append(
+                f"| `{method}` | {_cell(comments[0]) if comments else ''} | {link(files.get('paper'))} | "
+                f"{link(files.get('cpu'))} | {setting_text} |"
+            )
+        out.append("")
+    if launchers:
+        out += ["### Launcher configurations", "", "Pass one to `accelerate launch --config_file ...`:", "",
+                "| file | description |", "|---|---|"]
+        for path in launchers:
+            out.append(f"| {link(path)} | {'<br>'.join(_cell(line) for line in _comment_lines(path))} |")
+        out.append("")
+    return "\n".join(out)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Sokoban presets
+# ---------------------------------------------------------------------------------------------------------------
 def sokoban_presets_markdown() -> str:
     """A table of the Sokoban presets, read from ``PRESETS``."""
     presets = _import("skill_sd_trl.envs.sokoban").PRESETS
@@ -178,44 +288,40 @@ def sokoban_presets_markdown() -> str:
     return "\n".join(lines)
 
 
-def _flatten(data: dict, out: dict | None = None) -> dict:
-    """Option values from a recipe, looking inside nested sections too (``training: {sdl_coef: ...}``)."""
-    out = {} if out is None else out
-    for key, value in data.items():
-        if isinstance(value, dict):
-            _flatten(value, out)
-        else:
-            out.setdefault(str(key), value)
-    return out
+def env_registry_markdown() -> str:
+    """A table of the named environments (``env_name``) with their splits, limits and options."""
+    registry = _import("skill_sd_trl.envs.registry")
+    lines = [
+        "| `env_name` | environment | train / eval split | `max_turns` | `max_new_tokens_per_turn` | dataset options | "
+        "environment options |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in registry.ENV_NAMES:
+        spec = registry.get_env_spec(name)
+        env_class = getattr(spec.make_env, "__name__", type(spec.make_env).__name__)
+        options = [", ".join(f"`{o}`" for o in opts) or "–" for opts in (spec.dataset_options, spec.env_options)]
+        lines.append(
+            f"| `{name}` | `{env_class}` | `{spec.train_split}` / `{spec.eval_split}` | {spec.max_turns} | "
+            f"{spec.max_new_tokens_per_turn} | {options[0]} | {options[1]} |"
+        )
+    return "\n".join(lines)
 
 
-def _leading_comment(text: str) -> str:
-    """The recipe's opening ``#`` comment block, joined into one line."""
-    parts = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped.startswith("#"):
-            if parts or stripped:
-                break
-            continue
-        parts.append(stripped.lstrip("#").strip())
-    return " ".join(p for p in parts if p)
-
-
-def _table_text(text: str) -> str:
-    return html.escape(text, quote=False).replace("|", "\\|")
-
-
-def _table_cell(value: Any) -> str:
-    return _inline_code(repr(value) if isinstance(value, str) else str(value)).replace("|", "\\|")
+# ---------------------------------------------------------------------------------------------------------------
+# The MkDocs hook
+# ---------------------------------------------------------------------------------------------------------------
+GENERATORS: dict[str, Callable[[], str]] = {
+    CONFIG_MARKER: config_reference_markdown,
+    SCRIPT_ARGS_MARKER: script_args_reference_markdown,
+    RECIPES_MARKER: recipes_markdown,
+    PRESETS_MARKER: sokoban_presets_markdown,
+    REGISTRY_MARKER: env_registry_markdown,
+}
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 - MkDocs hook signature
     """Replace the generation markers in the page's Markdown."""
-    if CONFIG_MARKER in markdown:
-        markdown = markdown.replace(CONFIG_MARKER, config_reference_markdown())
-    if RECIPES_MARKER in markdown:
-        markdown = markdown.replace(RECIPES_MARKER, recipes_markdown())
-    if PRESETS_MARKER in markdown:
-        markdown = markdown.replace(PRESETS_MARKER, sokoban_presets_markdown())
+    for marker, generate in GENERATORS.items():
+        if marker in markdown:
+            markdown = markdown.replace(marker, generate())
     return markdown

@@ -65,12 +65,30 @@ def test_config_reference_documents_every_new_field_with_type_default_choices_he
     assert f"all {len(parent)} `GRPOConfig` fields" in markdown
 
 
+def test_recipe_options_reference_documents_every_script_argument_and_ids_are_unique():
+    from trl import GRPOConfig
+
+    from skill_sd_trl.config import SkillSDConfig
+    from skill_sd_trl.script_args import SkillSDScriptArguments
+
+    hooks = _hooks()
+    script_fields = dataclasses.fields(SkillSDScriptArguments)
+    sections = _sections(hooks.script_args_reference_markdown())
+    assert [f.name for f in script_fields] == list(sections)
+    for f in script_fields:
+        assert f"**Default:** `{f.default!r}`" in sections[f.name], f.name
+        assert " ".join(f.metadata["help"].split()[:3]) in sections[f.name], f.name
+    # Both references share docs/configuration.md: a field name in both would give two sections the same id.
+    config_new = {f.name for f in dataclasses.fields(SkillSDConfig)} - {f.name for f in dataclasses.fields(GRPOConfig)}
+    assert not config_new & set(sections)
+
+
 def test_config_reference_refuses_a_field_without_help(monkeypatch):
     hooks = _hooks()
     bare = dataclasses.field(default=1)
     bare.name, bare.type = "undocumented_knob", "int"
     monkeypatch.setattr(hooks, "new_config_fields", lambda: [bare])
-    with pytest.raises(ValueError, match="undocumented_knob has no metadata\\['help'\\]"):
+    with pytest.raises(ValueError, match="SkillSDConfig.undocumented_knob has no metadata\\['help'\\]"):
         hooks.config_reference_markdown()
 
 
@@ -193,26 +211,43 @@ def test_every_documented_metric_exists_in_the_code():
 # ---------------------------------------------------------------------------------------------------------------
 # recipes table
 # ---------------------------------------------------------------------------------------------------------------
-def test_recipes_table_reads_files_comments_and_nested_settings(tmp_path):
+def test_recipes_table_pairs_scales_shows_settings_and_separates_launchers(tmp_path):
     hooks = _hooks()
     assert "No recipe files" in hooks.recipes_markdown(tmp_path)
-    (tmp_path / "recipes" / "sokoban").mkdir(parents=True)
-    (tmp_path / "recipes" / "sokoban" / "grpo.yaml").write_text(
-        "# Vanilla GRPO on Sokoban: lambda = 0.\n# Paper: 51.6 / 68.8.\nsdl_coef: 0\nlearning_rate: 1.0e-6\n"
+    sokoban = tmp_path / "recipes" / "sokoban"
+    sokoban.mkdir(parents=True)
+    (sokoban / "vanilla_grpo.yaml").write_text(
+        "# Vanilla GRPO (lambda = 0)\n# Launch: ...\n\nsdl_coef: 0.0\nlearning_rate: 1.0e-6\nskill_source: none\n"
     )
-    (tmp_path / "recipes" / "sokoban" / "opd_cpu.yaml").write_text(
-        "# OPD | on CPU\ntraining:\n  teacher_context: ground_truth\n  grpo_coef: 0\n  sdl_coef: 1.0\n"
+    (sokoban / "vanilla_grpo_cpu.yaml").write_text("# Vanilla GRPO | CPU\nsdl_coef: 0.0\nskill_source: none\n")
+    (sokoban / "skill_sd_cpu.yaml").write_text("# Skill-SD\nsdl_coef: 0.001\nskills_in_student_prompt: false\n")
+    (sokoban / "opd.yaml").write_text("# OPD\nteacher_context: ground_truth\ngrpo_coef: 0\n")
+    (sokoban / "opd_cpu.yaml").write_text("# OPD small\nteacher_context: ground_truth\ngrpo_coef: 1\n")
+    (tmp_path / "recipes" / "accelerate").mkdir()
+    (tmp_path / "recipes" / "accelerate" / "zero2.yaml").write_text(
+        "# accelerate launch --config_file zero2.yaml\n# ZeRO-2\ndistributed_type: DEEPSPEED\n"
     )
-    table = hooks.recipes_markdown(tmp_path).splitlines()
-    assert len(table) == 4  # header, rule, two recipes (sorted)
-    grpo, opd = table[2], table[3]
-    assert grpo.startswith("| `recipes/sokoban/grpo.yaml` | Vanilla GRPO on Sokoban: lambda = 0. Paper: 51.6 / 68.8. |")
-    assert "| `0` |" in grpo and "ground_truth" not in grpo
-    assert opd.startswith("| `recipes/sokoban/opd_cpu.yaml` | OPD \\| on CPU |")  # a '|' cannot break the table
-    assert "`1.0`" in opd and "`0`" in opd and "`'ground_truth'`" in opd
 
-    (tmp_path / "recipes" / "broken.yaml").write_text("sdl_coef: [1, 2\n")
-    with pytest.raises(ValueError, match=r"recipes/broken.yaml is not valid YAML"):
+    rows = {line.split(" | ")[0]: line for line in hooks.recipes_markdown(tmp_path).splitlines() if line.startswith("| `")}
+    grpo = rows["| `vanilla_grpo`"]
+    # One row per method: both scales side by side, the full-scale file's first comment line as description.
+    assert grpo.startswith("| `vanilla_grpo` | Vanilla GRPO (lambda = 0) | `recipes/sokoban/vanilla_grpo.yaml` | "
+                           "`recipes/sokoban/vanilla_grpo_cpu.yaml` |")
+    assert grpo.endswith("| `sdl_coef: 0.0`<br>`skill_source: none` |")  # learning_rate is not a method setting
+    assert rows["| `skill_sd`"].endswith(  # a method with only a CPU file
+        "| Skill-SD |  | `recipes/sokoban/skill_sd_cpu.yaml` | `sdl_coef: 0.001`<br>`skills_in_student_prompt: false` |"
+    )
+    # Scales that disagree on a method setting are both shown, never silently merged.
+    assert rows["| `opd`"].endswith(
+        "| paper: `grpo_coef: 0`, `teacher_context: ground_truth`<br>cpu: `grpo_coef: 1`, `teacher_context: ground_truth` |"
+    )
+    # accelerate launcher files are listed apart, not as methods.
+    launcher = rows["| `recipes/accelerate/zero2.yaml`"]
+    assert launcher.endswith("| accelerate launch --config_file zero2.yaml<br>ZeRO-2 |")
+    assert "| `zero2`" not in rows
+
+    (sokoban / "broken.yaml").write_text("sdl_coef: [1, 2\n")
+    with pytest.raises(ValueError, match=r"recipes/sokoban/broken.yaml is not valid YAML"):
         hooks.recipes_markdown(tmp_path)
 
 
