@@ -10,7 +10,22 @@ from skill_sd_trl.cli import main, parse_train_args
 
 RECIPES = sorted(Path(__file__).resolve().parent.parent.joinpath("recipes").glob("*/*.yaml"))
 TRAIN_RECIPES = [r for r in RECIPES if r.parent.name != "accelerate"]
-CPU_RECIPES = [r for r in TRAIN_RECIPES if r.stem.endswith("_cpu") and r.parent.name == "sokoban"]
+# Every Sokoban CPU recipe, plus Skill-SD on the offline app world and on "real" AppWorld, whose client talks to the
+# offline server here (the same HTTP protocol as `appworld serve environment`).
+CPU_RECIPES = [r for r in TRAIN_RECIPES if r.stem.endswith("_cpu") and r.parent.name == "sokoban"] + [
+    r for r in TRAIN_RECIPES if r.stem == "skill_sd_cpu" and r.parent.name in ("appworld_offline", "appworld")
+]
+
+
+@pytest.fixture(scope="module")
+def appworld_servers():
+    """Four servers: like real AppWorld servers, the client runs one episode per server at a time."""
+    import contextlib
+
+    from skill_sd_trl.envs.appworld.offline.server import OfflineAppWorldServer
+
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(OfflineAppWorldServer()).url for _ in range(4)]
 
 
 def test_recipe_matrix_is_complete():
@@ -52,12 +67,15 @@ def test_every_recipe_parses_and_states_its_launch_command(recipe):
         assert raw["bf16"] is True and raw["use_vllm"] is (raw.get("rollout_policy") != "teacher")
 
 
-@pytest.mark.parametrize("recipe", CPU_RECIPES, ids=lambda p: p.stem)
-def test_cpu_recipe_runs_one_step_with_tiny_model(recipe, tmp_path):
+@pytest.mark.parametrize("recipe", CPU_RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_cpu_recipe_runs_one_step_with_tiny_model(recipe, tmp_path, request):
     out = tmp_path / "run"
+    extra = []
+    if recipe.parent.name == "appworld":
+        extra = ["--env_server_url", ",".join(request.getfixturevalue("appworld_servers"))]
     code = main(["train", "--config", str(recipe), "--tiny_model", "true", "--output_dir", str(out), "--max_steps", "1",
                  "--max_eval_samples", "2", "--max_train_samples", "2", "--max_turns", "2",
-                 "--max_new_tokens_per_turn", "4"])
+                 "--max_new_tokens_per_turn", "4", *extra])
     assert code == 0
     results = json.loads((out / "eval_results.json").read_text())
     rows = results["table"]
@@ -72,7 +90,7 @@ def test_cpu_recipe_runs_one_step_with_tiny_model(recipe, tmp_path):
     assert (out / "README.md").exists() and "Skill-SD training" in (out / "README.md").read_text()
     assert (out / "adapter_model.safetensors").exists()
     logged = {k for h in state["log_history"] for k in h}
-    assert "env/sokoban/acc" in logged
+    assert f"env/{recipe.parent.name}/acc" in logged
     if "skill_sd" in recipe.stem or "ablation" in recipe.stem:
         assert "self_distillation/sdl" in logged and (out / "skill_bank.json").exists()
 
