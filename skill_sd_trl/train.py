@@ -154,7 +154,10 @@ def _model_path(script: SkillSDScriptArguments, model_args, output_dir: str) -> 
     if script.tiny_model:
         from .tiny import save_tiny_model
 
-        return save_tiny_model(os.path.join(output_dir, "tiny-model"))
+        import tempfile
+
+        # outside output_dir: it must not be uploaded with the run
+        return save_tiny_model(tempfile.mkdtemp(prefix="skill-sd-tiny-model-"))
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (e.g. smollm2-135m-instruct, or a Hub id such as "
                          "Qwen/Qwen3-4B-Instruct-2507).")
