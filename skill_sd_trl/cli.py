@@ -95,7 +95,9 @@ def eval_main(argv: list[str]) -> int:
     p.add_argument("--split", default=None, help="Split (default: each env's evaluation split).")
     p.add_argument("--preset", default="small", help="Environment preset (Sokoban: tiny, small, paper).")
     p.add_argument("--seed", type=int, default=0, help="Task generator seed.")
-    p.add_argument("--server-url", default=None, help="AppWorld server URL (env appworld).")
+    p.add_argument("--server-url", default=None, help="AppWorld server URL(s), comma-separated (env appworld).")
+    p.add_argument("--lenient-actions", action="store_true",
+                   help="Sokoban: read direction words from turns that miss the answer grammar (tiny models).")
     p.add_argument("--max-samples", type=int, default=None, help="Evaluate on only the first N tasks.")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-turns", type=int, default=None)
@@ -121,7 +123,8 @@ def eval_main(argv: list[str]) -> int:
             limits = RolloutLimits(max_turns=a.max_turns or spec.max_turns,
                                    max_new_tokens_per_turn=a.max_new_tokens_per_turn or spec.max_new_tokens_per_turn)
             result = evaluate(label, env=env, split=a.split, max_samples=a.max_samples, batch_size=a.batch_size,
-                              env_options={"preset": a.preset, "seed": a.seed, "server_url": a.server_url},
+                              env_options={"preset": a.preset, "seed": a.seed, "server_url": a.server_url,
+                                           "lenient_actions": a.lenient_actions or None},
                               limits=limits, completion_budget=a.completion_budget, model=model, tokenizer=tokenizer)
             results.append(result)
     print("\n" + format_table(results) + "\n")

@@ -82,7 +82,7 @@ def evaluate(
         model, tokenizer = load_for_eval(model_name_or_path)
     backend = ModelBackend(model, tokenizer, do_sample=do_sample, temperature=temperature)
     limits = limits or RolloutLimits(max_turns=spec.max_turns, max_new_tokens_per_turn=spec.max_new_tokens_per_turn)
-    env_kwargs = {k: v for k, v in options.items() if k in spec.env_options}
+    env_kwargs = {k: v for k, v in options.items() if k in spec.env_options and v is not None}
     records: list[dict] = []
     batches = range(0, len(dataset), batch_size)
     if progress:

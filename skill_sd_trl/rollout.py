@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from accelerate.utils import gather_object
 
 from .envs.base import TextEnv
 from .prompts import prompt_text, task_id_of
@@ -302,7 +303,7 @@ class MultiTurnRollout:
             prompts, rows, backend, self.env_factory, self.limits, int(trainer.max_completion_length),
             getattr(trainer.args, "task_id_column", "task_id"), self.env_name,
         )
-        log_episode_metrics(trainer, records)
+        log_episode_metrics(trainer, records, sorted({r for e in episodes for r in getattr(e.env, "stop_reasons", ())}))
         use_logprobs = getattr(trainer, "use_vllm", False)
         return {
             "prompt_ids": [e.prompt_ids for e in episodes],
@@ -317,29 +318,29 @@ class MultiTurnRollout:
         }
 
 
-def log_episode_metrics(trainer, records: list[dict]) -> None:
-    """``env/<name>/{acc,comp,reward,turns,invalid_actions}`` and ``env/<name>/stop/<reason>``, averaged over ranks."""
+def log_episode_metrics(trainer, records: list[dict], env_stop_reasons: Sequence[str] = ()) -> None:
+    """``env/<name>/{acc,comp,reward,turns,invalid_actions}`` and ``env/<name>/stop/<reason>`` over all ranks.
+
+    Records are gathered as small Python rows, so every rank logs the same values even when ranks saw different
+    environments or stop reasons. Every known stop reason is logged each time (0 when absent), so its mean over a
+    logging window is a true share.
+    """
     metrics = getattr(trainer, "_metrics", None)
     if metrics is None or not records:
         return
     mode = "train" if trainer.model.training else "eval"
-    name = records[0]["env_name"]
-    device = trainer.accelerator.device
-    local = torch.tensor(
-        [[float(r["success"]), r["completion"], r["reward"], r["info"]["num_turns"],
-          sum(not t["valid"] for t in r["turns"])] for r in records],
-        dtype=torch.float32, device=device,
-    )
-    stats = trainer.accelerator.gather(local).mean(0).tolist()
-    for key, value in zip(("acc", "comp", "reward", "turns", "invalid_actions"), stats, strict=True):
-        metrics[mode][f"env/{name}/{key}"].append(value)
-    counts = Counter(r["stop_reason"] for r in records)
-    reasons = sorted(set(STOP_REASONS) | set(counts))
-    total = trainer.accelerator.reduce(torch.tensor([float(counts.get(k, 0)) for k in reasons], device=device),
-                                       reduction="sum")
-    n = max(total.sum().item(), 1.0)
-    for reason, count in zip(reasons, total.tolist(), strict=True):
-        metrics[mode][f"env/{name}/stop/{reason}"].append(count / n)
+    rows = [(r["env_name"], float(r["success"]), float(r["completion"]), float(r["reward"]),
+             float(r["info"]["num_turns"]), float(sum(not t["valid"] for t in r["turns"])), r["stop_reason"])
+            for r in records]
+    if trainer.accelerator.num_processes > 1:
+        rows = gather_object(rows)
+    for name in sorted({row[0] for row in rows}):
+        mine = [row for row in rows if row[0] == name]
+        for i, key in enumerate(("acc", "comp", "reward", "turns", "invalid_actions"), start=1):
+            metrics[mode][f"env/{name}/{key}"].append(sum(row[i] for row in mine) / len(mine))
+        counts = Counter(row[6] for row in mine)
+        for reason in sorted(set(STOP_REASONS) | set(env_stop_reasons) | set(counts)):
+            metrics[mode][f"env/{name}/stop/{reason}"].append(counts.get(reason, 0) / len(mine))
 
 
 @contextlib.contextmanager

@@ -21,6 +21,14 @@ class SkillSDScriptArguments:
     env_server_url: str | None = field(
         default=None, metadata={"help": "URL of a running AppWorld environment server (env_name=appworld)."}
     )
+    env_reward_mode: str | None = field(
+        default=None, metadata={"help": "Sokoban reward: shaped (classic shaping, default) or success (1 on solve)."}
+    )
+    env_lenient_actions: bool = field(
+        default=False,
+        metadata={"help": "Sokoban, for very small models: read direction words from turns that miss the answer "
+                          "grammar, with a format penalty (the exact grammar still pays more)."},
+    )
     train_split: str | None = field(default=None, metadata={"help": "Training split (default: the env's)."})
     eval_split: str | None = field(default=None, metadata={"help": "Evaluation split (default: the env's)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training tasks."})

@@ -30,7 +30,7 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
     from .trainer import SkillSDTrainer
 
     spec = get_env_spec(script.env_name)
-    options = {"preset": script.env_preset, "seed": script.env_seed, "server_url": script.env_server_url}
+    options = env_options(script)
     train_dataset = spec.make_dataset(script.train_split or spec.train_split,
                                       **{k: v for k, v in options.items() if k in spec.dataset_options})
     if script.max_train_samples is not None:
@@ -115,7 +115,7 @@ def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):
     limits = RolloutLimits(max_turns=script.max_turns or spec.max_turns,
                            max_new_tokens_per_turn=script.max_new_tokens_per_turn or spec.max_new_tokens_per_turn,
                            max_context_tokens=script.max_context_tokens)
-    options = {"preset": script.env_preset, "seed": script.env_seed, "server_url": script.env_server_url}
+    options = env_options(script)
     common = dict(env=script.env_name, split=script.eval_split, env_options=options, max_samples=script.max_eval_samples,
                   batch_size=script.eval_batch_size, limits=limits,
                   completion_budget=trainer.args.max_completion_length, tokenizer=trainer.processing_class)
@@ -134,6 +134,12 @@ def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):
     print("\n" + format_table(results) + "\n")
     write_results(results, trainer.args.output_dir)
     return results
+
+
+def env_options(script: SkillSDScriptArguments) -> dict:
+    """The recipe's environment options (each spec takes the ones it knows)."""
+    return {"preset": script.env_preset, "seed": script.env_seed, "server_url": script.env_server_url,
+            "reward_mode": script.env_reward_mode, "lenient_actions": script.env_lenient_actions or None}
 
 
 def method_label(args: SkillSDConfig) -> str:

@@ -121,6 +121,9 @@ class SkillSDTrainer(GRPOTrainer):
         if kind == "ground_truth":
             value = example.get(self.args.ground_truth_column)
             return (None if value is None else str(value)), None
+        if not self.model.training:
+            # Evaluation measures the agent as deployed (no skills anywhere) and leaves the bandit statistics alone.
+            return None, None
         task_id = task_id_of(example, self.args.task_id_column)
         if task_id not in cache:  # one selection per task per generation batch: the whole group shares the skill
             cache[task_id] = self.skill_provider.select(task_id, example)

@@ -250,3 +250,25 @@ def test_observation_is_the_board_plus_a_note():
     assert lines[0] == "Moves applied: Right. A box was pushed onto a target."
     assert "\n".join(lines[1:7]) == render(env.level)
     assert lines[7] == "Boxes on targets: 1/2. Steps left: 39."
+
+
+def test_lenient_actions_play_direction_words_with_a_format_penalty():
+    from skill_sd_trl.envs.sokoban import SokobanEnv, parse_actions
+
+    assert parse_actions("Your move is a left, then up") is None
+    assert parse_actions("Your move is a left, then up", lenient=True) == ["Left", "Up"]
+    assert parse_actions("uppercase leftover", lenient=True) is None  # whole words only
+    xsb = "#####\n#@$.#\n#####"
+    strict = SokobanEnv()
+    strict.reset({"level": xsb})
+    assert not strict.step("I will push it right").valid
+    lenient = SokobanEnv(lenient_actions=True)
+    lenient.reset({"level": xsb})
+    result = lenient.step("I will push it right")
+    assert result.valid and result.done and result.stop_reason == "solved"
+    assert "lenient_parse" in result.info["events"]
+    # -0.1 step + 1 box on target + 10 solved, minus the 0.1 format penalty
+    assert result.reward == pytest.approx(10.8)
+    exact = SokobanEnv(lenient_actions=True)
+    exact.reset({"level": xsb})
+    assert exact.step("<answer>Right</answer>").reward == pytest.approx(10.9)

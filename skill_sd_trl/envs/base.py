@@ -34,6 +34,8 @@ class TextEnv(ABC):
     """A multi-turn environment played through text actions. One instance plays one episode at a time."""
 
     name: str = "env"
+    #: the stop reasons this environment reports in ``StepResult.stop_reason`` (logged as ``env/<name>/stop/<r>``)
+    stop_reasons: tuple[str, ...] = ()
 
     @abstractmethod
     def reset(self, example: Mapping[str, Any]) -> str | None:

@@ -35,7 +35,7 @@ def _sokoban() -> EnvSpec:
         return make_sokoban_dataset(preset, split=split, seed=seed)
 
     return EnvSpec("sokoban", make_dataset, SokobanEnv, "train", "test", max_turns=10, max_new_tokens_per_turn=48,
-                   dataset_options=("preset", "seed"), env_options=("reward_mode",))
+                   dataset_options=("preset", "seed"), env_options=("reward_mode", "lenient_actions"))
 
 
 def _appworld_offline() -> EnvSpec:

@@ -153,6 +153,7 @@ class AppWorldEnv(TextEnv):
     """
 
     name = "appworld"
+    stop_reasons = ("completed", "error_budget")
     exclusive_servers = True  # one episode per server at a time (the real AppWorld server's single world)
 
     def __init__(self, server_url: str | list[str] | None = None, *, max_consecutive_errors: int | None = 10,

@@ -21,13 +21,14 @@ from typing import Any
 
 from ..base import EpisodeScore, StepResult, TextEnv
 from .level import Level
-from .render import ANSWER_HELP, parse_actions, render
+from .render import ANSWER_FORMAT, ANSWER_HELP, parse_actions, render
 from .rules import BOX_OFF_TARGET, BOX_ON_TARGET, SOLVED, WALL_BUMP, move
 
 INVALID_ACTION = "invalid_action"
 MAX_STEPS = "max_steps"
 ACTIONS_TRUNCATED = "actions_truncated"
 REWARD_MODES = ("shaped", "success")
+LENIENT_PARSE = "lenient_parse"
 
 
 class SokobanEnv(TextEnv):
@@ -40,10 +41,13 @@ class SokobanEnv(TextEnv):
             success-only (so that mode's returns stay in {0, 1}). Pass a value to override either.
         max_actions_per_turn: apply at most this many moves from one turn (the rest are ignored and reported);
             ``None`` means only the step budget limits a turn.
+        lenient_actions: for very small models: when a turn is not in the action grammar, play the direction words
+            it contains anyway, charging the format penalty (event ``"lenient_parse"``); the exact grammar pays more.
         step_penalty, box_on_target_reward, box_off_target_penalty, solve_reward: the shaping numbers.
     """
 
     name = "sokoban"
+    stop_reasons = ("solved", "max_steps")
 
     def __init__(
         self,
@@ -51,6 +55,7 @@ class SokobanEnv(TextEnv):
         reward_mode: str = "shaped",
         format_penalty: float | None = None,
         max_actions_per_turn: int | None = None,
+        lenient_actions: bool = False,
         *,
         step_penalty: float = -0.1,
         box_on_target_reward: float = 1.0,
@@ -66,6 +71,7 @@ class SokobanEnv(TextEnv):
         self.reward_mode = reward_mode
         self.format_penalty = (-0.1 if reward_mode == "shaped" else 0.0) if format_penalty is None else format_penalty
         self.max_actions_per_turn = max_actions_per_turn
+        self.lenient_actions = lenient_actions
         self.step_penalty = step_penalty
         self.box_on_target_reward = box_on_target_reward
         self.box_off_target_penalty = box_off_target_penalty
@@ -115,9 +121,18 @@ class SokobanEnv(TextEnv):
                 info={"actions": [], "events": ["episode_over"]},
             )
         actions = parse_actions(action)
+        if actions is not None:
+            return self._play(level, actions)
+        actions = parse_actions(action, lenient=True) if self.lenient_actions else None
         if actions is None:
             return self._invalid_turn(level)
-        return self._play(level, actions)
+        result = self._play(level, actions)
+        penalty = float(self.format_penalty)
+        self.total_reward = round(self.total_reward + penalty, 10)
+        result.reward = round(result.reward + penalty, 10)
+        result.info["events"].append(LENIENT_PARSE)
+        result.observation = f"(Answer format not followed; moves read anyway. Expected {ANSWER_FORMAT}.)\n" + result.observation
+        return result
 
     def score(self) -> EpisodeScore:
         """Acc. (solved), Comp. (fraction of boxes on targets) and counters of the current episode."""

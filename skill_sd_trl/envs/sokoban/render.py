@@ -77,24 +77,42 @@ def parse_board(text: str) -> Level:
     return level_from_grid(compact, RENDER_SYMBOLS, source="Rendered board")
 
 
-def parse_actions(text: object) -> list[str] | None:
+def parse_actions(text: object, lenient: bool = False) -> list[str] | None:
     """Extract canonical actions from a model's turn, or ``None`` when there is no valid move list.
 
     The last ``<answer>`` block is used (models sometimes quote the format while thinking). Without any
     ``<answer>`` tag the whole text is accepted only if it is nothing but a move list. One unknown word makes the
     whole answer invalid: silently dropping it would hide a mistake the model should learn from.
+
+    ``lenient=True`` is for very small models that rarely produce the grammar at all: when the strict reading
+    fails, every direction word of the answer (or of the whole turn) is taken, in order. Use it with a format
+    penalty (``SokobanEnv(lenient_actions=True)`` charges one) so the exact grammar still pays more.
     """
-    if not isinstance(text, str) or not text.strip():
+    strict = _parse_strict(text)
+    if strict is not None or not lenient or not isinstance(text, str):
+        return strict
+    body = _answer_body(text)
+    if len(body) > MAX_ANSWER_CHARS:
         return None
+    words = [_CANONICAL[w.lower()] for w in _DIRECTION_WORD.findall(body)]
+    return words or None
+
+
+_DIRECTION_WORD = re.compile(r"\b(up|down|left|right)\b", re.IGNORECASE)
+
+
+def _answer_body(text: str) -> str:
     lowered = text.lower()
     start = lowered.rfind("<answer>")
-    if start >= 0:
-        body = text[start + len("<answer>") :]
-    else:
-        body = text
+    body = text[start + len("<answer>") :] if start >= 0 else text
     end = body.lower().find("</answer>")
-    if end >= 0:
-        body = body[:end]
+    return body[:end] if end >= 0 else body
+
+
+def _parse_strict(text: object) -> list[str] | None:
+    if not isinstance(text, str) or not text.strip():
+        return None
+    body = _answer_body(text)
     if len(body) > MAX_ANSWER_CHARS:
         return None
     actions = []
