@@ -1,0 +1,78 @@
+"""The command line: eval (side-by-side table, JSON/CSV), report (PNG curves), show-bank, and clear errors."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from skill_sd_trl.cli import main
+from skill_sd_trl.evaluation import EvalResult, format_table, results_table, summarize
+
+RECIPE = str(Path(__file__).resolve().parent.parent / "recipes" / "sokoban" / "skill_sd_cpu.yaml")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_model_path):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["train", "--config", RECIPE, "--tiny_model", "true", "--output_dir",
+                 str(out), "--max_steps", "2", "--max_train_samples", "1", "--max_turns", "2",
+                 "--max_new_tokens_per_turn", "4", "--evaluate_after_training", "false"])
+    assert code == 0
+    return out
+
+
+def test_eval_puts_several_checkpoints_side_by_side(trained_run, tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(["eval", "--model", tiny_model_path, "--model", str(trained_run), "--label", "base", "--label", "trained",
+                 "--env", "sokoban", "--preset", "tiny", "--max-samples", "3", "--max-turns", "2",
+                 "--max-new-tokens-per-turn", "4", "--output-dir", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| model | sokoban Acc. | sokoban Comp. | Avg. Acc. | Avg. Comp. |" in printed
+    assert "| base |" in printed and "| trained |" in printed
+    data = json.loads((out / "eval_results.json").read_text())
+    assert [r["model"] for r in data["results"]] == ["base", "trained"]
+    assert all(r["num_episodes"] == 3 and len(r["episodes"]) == 3 for r in data["results"])
+    with open(out / "eval_results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in rows] == ["base", "trained"] and "sokoban Acc." in rows[0]
+
+
+def test_table_numbers_are_percentages_and_averages():
+    records = [{"success": True, "completion": 1.0, "reward": 10.0, "stop_reason": "solved"},
+               {"success": False, "completion": 0.5, "reward": -1.0, "stop_reason": "max_turns"}]
+    a = summarize("m", "sokoban", "test", records)
+    assert (a.acc, a.comp, a.mean_reward) == (50.0, 75.0, 4.5)
+    assert a.stop_reasons == {"solved": 0.5, "max_turns": 0.5}
+    b = EvalResult("m", "appworld_offline", "dev", 1, acc=10.0, comp=20.0, mean_reward=0.2)
+    (row,) = results_table([a, b])
+    assert row["Avg. Acc."] == pytest.approx(30.0) and row["Avg. Comp."] == pytest.approx(47.5)
+    assert "| m | 50.0 | 75.0 | 10.0 | 20.0 | 30.0 | 47.5 |" in format_table([a, b])
+
+
+def test_report_writes_curves_as_png(trained_run, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", str(trained_run), "--output-dir", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"reward.png", "accuracy.png", "completion.png", "sdl.png", "teacher_gap.png", "skills.png"} <= names
+    assert all((out / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+
+
+def test_show_bank_prints_the_run_bank(trained_run, capsys):
+    assert main(["show-bank", str(trained_run / "skill_bank.json")]) == 0
+    out = capsys.readouterr().out
+    assert "skill(s) over" in out and "sokoban-small-train-" in out
+
+
+def test_clear_errors(tmp_path, capsys):
+    assert main(["trian"]) == 2
+    assert "Did you mean 'train'" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="not found"):
+        main(["report", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="neither a folder"):
+        main(["eval", "--model", "no-such-model"])
+    with pytest.raises(ValueError, match="Unknown environment 'chess'"):
+        from skill_sd_trl.envs.registry import get_env_spec
+
+        get_env_spec("chess")
