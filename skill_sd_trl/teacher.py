@@ -85,10 +85,12 @@ class Teacher:
     @torch.no_grad()
     def _copy_weights(self, rate: float):
         if self.is_peft:
-            for source, target in self._pairs():
-                target.lerp_(source.detach().to(target.dtype), rate)
+            pairs = self._pairs()
         else:
-            for source, target in zip(self.model.parameters(), self._copy.parameters(), strict=True):
+            pairs = list(zip(self.model.parameters(), self._copy.parameters(), strict=True))
+        with _gathered([p for pair in pairs for p in pair]):
+            for source, target in pairs:
+                # Same-shaped tensors (or identically sharded FSDP2 DTensors): an element-wise update is exact.
                 target.lerp_(source.detach().to(target.dtype), rate)
 
     def sync(self, step: int | None = None) -> None:
@@ -145,3 +147,14 @@ class Teacher:
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value)
+
+
+def _gathered(params):
+    """Under DeepSpeed ZeRO-3 parameters are partitioned placeholders: gather them for the update, and let rank 0's
+    result be broadcast back on exit (every rank computes the same update). A no-op otherwise."""
+    partitioned = [p for p in params if hasattr(p, "ds_id")]
+    if not partitioned:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(partitioned, modifier_rank=0)
