@@ -77,8 +77,23 @@ def script_args_fields() -> list[dataclasses.Field]:
 
 
 def _type_name(field: dataclasses.Field) -> str:
-    # ``from __future__ import annotations`` keeps annotations as strings, already in the source's spelling.
-    return field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+    """The annotation as written (``float | None``), also after HfArgumentParser resolved it into typing objects."""
+    return field.type if isinstance(field.type, str) else _format_type(field.type)
+
+
+def _format_type(annotation) -> str:
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_format_type(arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return "None"
+    if origin is not None:
+        args = ", ".join(_format_type(arg) for arg in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def _default(field: dataclasses.Field) -> Any:

@@ -45,12 +45,14 @@ def test_config_reference_documents_every_new_field_with_type_default_choices_he
     new = [f for f in dataclasses.fields(SkillSDConfig) if f.name not in parent]
     assert len(new) >= 15  # the extraction itself works (sdl_coef, teacher_*, ...)
 
-    markdown = _hooks().config_reference_markdown()
+    hooks = _hooks()
+    markdown = hooks.config_reference_markdown()
     sections = _sections(markdown)
     assert [f.name for f in new] == list(sections), "one section per new field, in declaration order"
     for f in new:
         body = sections[f.name]
-        assert f"**Type:** `{f.type}`" in body, f.name
+        assert f"**Type:** `{hooks._type_name(f)}`" in body, f.name
+        assert hooks._type_name(f) in {"float", "int", "str", "bool", "float | None", "str | None", "int | None"}
         if isinstance(f.default, str) and "\n" in f.default:
             assert f.default in body, f"{f.name}: multi-line default shown verbatim"
         else:
@@ -107,7 +109,8 @@ def _constant_strings(node: ast.AST) -> tuple[str, ...] | None:
 def _loop_bindings(tree: ast.AST) -> dict[int, dict[str, tuple[str, ...]]]:
     """For every node inside a ``for`` loop over literal strings, the loop variables bound to those strings.
 
-    Handles ``for k in ("a", "b")`` and ``for k, v in zip(("a", "b"), ...)``.
+    Handles ``for k in ("a", "b")``, ``for k, v in zip(("a", "b"), ...)`` and
+    ``for i, k in enumerate(("a", "b"))``.
     """
     bindings: dict[int, dict[str, tuple[str, ...]]] = {}
 
@@ -117,6 +120,15 @@ def _loop_bindings(tree: ast.AST) -> dict[int, dict[str, tuple[str, ...]]]:
             values = _constant_strings(node.iter)
             if values is not None and isinstance(node.target, ast.Name):
                 bound[node.target.id] = values
+            elif (
+                isinstance(node.iter, ast.Call)
+                and getattr(node.iter.func, "id", None) == "enumerate"
+                and isinstance(node.target, ast.Tuple)
+                and len(node.target.elts) == 2
+            ):
+                values = _constant_strings(node.iter.args[0])
+                if values is not None and isinstance(node.target.elts[1], ast.Name):
+                    bound[node.target.elts[1].id] = values
             elif (
                 isinstance(node.iter, ast.Call)
                 and getattr(node.iter.func, "id", None) == "zip"

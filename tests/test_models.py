@@ -237,10 +237,11 @@ def test_sanity_check_rejects_a_model_that_does_not_know_english():
 
 @pytest.fixture(scope="session")
 def converted_smollm2(request) -> Path:
-    """The converted SmolLM2 folder; the ≈540 MB conversion runs once and is reused by later test runs."""
+    """The converted SmolLM2 folder in the machine's model cache (the one `skill-sd-trl train` uses): the ≈540 MB
+    conversion runs once per machine and is shared with later test runs, the main job and the benchmark."""
     if not HAS_WHEEL:
         pytest.skip(f"embedded model wheel not installed: {PIP_COMMAND}")
-    root = os.environ.get("SKILL_SD_TRL_CACHE") or str(request.config.cache.mkdir("skill_sd_trl_models"))
+    root = str(cache_root())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SKILL_SD_TRL_CACHE", root)
         start = time.perf_counter()
