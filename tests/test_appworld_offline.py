@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from _procs import alive, children
+
 from skill_sd_trl.envs.appworld import (
     AppWorldClient,
     AppWorldEnv,
@@ -274,33 +276,11 @@ def test_concurrent_episodes_of_one_task_are_isolated(server):
 # server processes
 # ---------------------------------------------------------------------------------------------------------------
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _wait_dead(pids: set[int], timeout: float = 5.0) -> set[int]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.05)
-    return {p for p in pids if _alive(p)}
+    return {p for p in pids if alive(p)}
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
@@ -311,13 +291,13 @@ def test_server_stop_leaves_no_processes_and_no_files():
         clients = [AppWorldClient(srv.url) for _ in range(2)]
         for client in clients:
             client.initialize("payments_balance-train-0")
-        workers = _children(server_pid)
+        workers = children(server_pid)
         assert len(workers) == 2
         workdir = srv.workdir
         databases = [os.path.join(workdir, d, "world.sqlite") for d in os.listdir(workdir)]
         assert len(databases) == 2 and all(os.path.exists(db) for db in databases)
         clients[0].close()
-        assert len(os.listdir(workdir)) == 1 and len(_children(server_pid)) == 1  # /close frees the episode
+        assert len(os.listdir(workdir)) == 1 and len(children(server_pid)) == 1  # /close frees the episode
     assert srv.process is None
     assert _wait_dead({server_pid} | workers) == set()
     assert not os.path.exists(workdir)
@@ -330,7 +310,7 @@ def test_killed_server_group_is_cleaned_up_by_stop():
     client = AppWorldClient(srv.url)
     client.initialize("payments_balance-train-0")
     server_pid = srv.pid
-    workers = _children(server_pid)
+    workers = children(server_pid)
     assert len(workers) == 1
     workdir = srv.workdir
     os.kill(server_pid, signal.SIGSTOP)  # a hung server: the graceful path cannot work

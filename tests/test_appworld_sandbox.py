@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from _procs import children
+
 from skill_sd_trl.envs.appworld.offline.sandbox import SandboxLimits, check_code, CodeRefused
 from skill_sd_trl.envs.appworld.offline.server import Episode
 from skill_sd_trl.envs.appworld.offline.tasks import build_task
@@ -37,20 +39,6 @@ def episode():
                  SandboxLimits(timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB, max_output_chars=5_000))
     yield ep
     ep.close()
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.add(int(entry))
-    return found
 
 
 def _assert_host_untouched(canary, output: str) -> None:
@@ -185,7 +173,7 @@ def test_worker_runs_under_resource_limits_and_cannot_spawn(episode, canary):
     assert os.readlink(f"/proc/{pid}/fd/1") == "/dev/null"
     for attempt in ("os.fork()", "import os\nos.fork()", "apis.supervisor.complete_task.__call__.__globals__"):
         episode.session.execute(attempt)
-    assert _children(pid) == set() and episode.session.pid == pid
+    assert children(pid, include_zombies=True) == set() and episode.session.pid == pid
     _assert_host_untouched(canary, "")
 
 
