@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -23,6 +24,9 @@ commands:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TRL flags `rollout_func`/`environment_factory` as experimental; they are this package's documented path.
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
