@@ -63,6 +63,11 @@ class SkillSDScriptArguments:
     summarizer_api_key_env: str = field(
         default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the summarizer API key."}
     )
+    summarizer_prompt: str | None = field(
+        default=None,
+        metadata={"help": "Override of the summary prompt for LLM summarizers: the template text itself, or a path to a "
+                          "file holding it (placeholders: see docs/skills.md)."},
+    )
     summarizer_timeout: float = field(default=300.0, metadata={"help": "Seconds one summarizer call may take."})
     bank_strategy: str = field(default="ucb", metadata={"help": "Skill retrieval: ucb, latest or best."})
     bank_capacity: int = field(default=8, metadata={"help": "Skills kept per task."})

@@ -91,7 +91,7 @@ def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, r
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     for callback in trainer.callback_handler.callbacks:
         if hasattr(callback, "flush"):
-            callback.flush(timeout=script.summarizer_timeout)
+            _drain_with_progress(callback, script.summarizer_timeout)
     if recipe_path and trainer.is_world_process_zero():
         shutil.copyfile(recipe_path, os.path.join(args.output_dir, RECIPE_FILE))
     trainer.save_model(args.output_dir)
@@ -104,6 +104,26 @@ def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, r
     if script.evaluate_after_training and trainer.is_world_process_zero():
         results = evaluate_models(trainer, script, trained=True)
     return trainer, results
+
+
+def _drain_with_progress(callback, timeout: float) -> None:
+    """Wait for the summarizer's queue to empty, showing how many task groups are left."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    pending = int(callback.metrics()["skills/queued"])
+    if pending == 0:
+        return
+    deadline = time.monotonic() + timeout
+    with tqdm(total=pending, desc="summarizing skills", unit="task") as bar:
+        while time.monotonic() < deadline:
+            done = callback.flush(timeout=1.0)
+            left = int(callback.metrics()["skills/queued"])
+            bar.update(max(0, pending - left - bar.n))
+            if done:
+                return
+    logger.warning("skill summarizer still busy after %.0f s; its pending skills are not in the saved bank", timeout)
 
 
 def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):
@@ -185,12 +205,18 @@ def _make_summarizer(script: SkillSDScriptArguments, student_path: str):
 
     if script.summarizer == "experience":
         return build_summarizer("experience")
+    prompt = script.summarizer_prompt
+    if prompt is not None and os.path.isfile(prompt):
+        with open(prompt, encoding="utf-8") as f:
+            prompt = f.read()
     if script.summarizer == "transformers":
         from .models import resolve_model
 
-        return build_summarizer("transformers", model=resolve_model(script.summarizer_model or student_path))
+        # a path, never the student object: the summarizer runs in a background thread on its own copy
+        return build_summarizer("transformers", model=resolve_model(script.summarizer_model or student_path),
+                                prompt=prompt)
     return build_summarizer("openai", base_url=script.summarizer_base_url, model=script.summarizer_model,
-                            api_key_env=script.summarizer_api_key_env, timeout=script.summarizer_timeout)
+                            api_key_env=script.summarizer_api_key_env, timeout=script.summarizer_timeout, prompt=prompt)
 
 
 class _NoSkills:

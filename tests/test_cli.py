@@ -76,3 +76,21 @@ def test_clear_errors(tmp_path, capsys):
         from skill_sd_trl.envs.registry import get_env_spec
 
         get_env_spec("chess")
+
+
+def test_summarizer_prompt_override_from_recipe_reaches_the_llm_summarizer(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    from skill_sd_trl.script_args import SkillSDScriptArguments
+    from skill_sd_trl.train import _make_summarizer
+
+    template = tmp_path / "prompt.txt"
+    template.write_text("Summarize these episodes as JSON with the three keys:\n{trajectories}")
+    script = SkillSDScriptArguments(summarizer="openai", summarizer_model="m", summarizer_base_url="http://127.0.0.1:9",
+                                    summarizer_prompt=str(template))
+    summarizer = _make_summarizer(script, "unused")
+    from skill_sd_trl.trajectory import Trajectory, Turn
+
+    messages = summarizer.build_messages([Trajectory("t", "sokoban", "task", [Turn("Up", "board")], reward=1.0)])
+    assert messages[-1]["content"].startswith("Summarize these episodes as JSON with the three keys:")
+    with pytest.raises(ValueError, match="summarizer_base_url"):
+        SkillSDScriptArguments(summarizer="openai")
