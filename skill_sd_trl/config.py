@@ -133,6 +133,13 @@ class SkillSDConfig(GRPOConfig):
             "choices": list(SKILL_POSITIONS),
         },
     )
+    teacher_prompt_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Score the teacher by encoding each distinct teacher prompt once and reusing its KV cache for the "
+            "prompt's rollouts (exact; fewer tokens). Set False for models without a KV cache in training mode."
+        },
+    )
     teacher_adapter_name: str = field(
         default="teacher",
         metadata={"help": "Name of the second LoRA adapter that holds the teacher's weights (PEFT models only)."},

@@ -182,29 +182,73 @@ class SkillSDTrainer(GRPOTrainer):
     @torch.no_grad()
     def _teacher_logps(self, output: dict, mode: str) -> torch.Tensor:
         """log π_T of the student's completion ids, under the teacher prompt, aligned with ``completion_ids``."""
-        device = self.accelerator.device
         teacher_prompts = [
             self._render(p, c) for p, c in zip(self._generation_prompts, self._batch_contexts, strict=True)
         ]
-        prompt_ids = [torch.tensor(ids) for ids in self._tokenize_prompts(teacher_prompts)[0]]
-        prompt_mask = [torch.ones_like(ids) for ids in prompt_ids]
-        pad_id = self._tokenizer.pad_token_id
-        prompt_ids = pad(prompt_ids, padding_value=pad_id, padding_side="left").to(device)
-        prompt_mask = pad(prompt_mask, padding_value=0, padding_side="left").to(device)
+        prompt_ids = [list(ids) for ids in self._tokenize_prompts(teacher_prompts)[0]]
         completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
-        batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
         with self.teacher.activated() as teacher_model, disable_gradient_checkpointing(
             teacher_model, self.args.gradient_checkpointing_kwargs
         ):
-            logps, _, _ = self._get_per_token_logps_and_entropies(
-                teacher_model, input_ids, attention_mask, completion_ids.size(1), batch_size=batch_size
-            )
+            if self.args.teacher_prompt_cache:
+                logps = self._teacher_logps_shared_prompts(teacher_model, prompt_ids, completion_ids, completion_mask)
+            else:
+                logps = self._teacher_logps_padded(teacher_model, prompt_ids, completion_ids, completion_mask, mode)
         mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
         logps = logps.float()
         logps, bad = sanitize_logps(torch.where(mask.bool(), logps, torch.zeros_like(logps)))
         self._nonfinite_teacher_logps += bad
+        return logps
+
+    def _teacher_logps_padded(self, model, prompt_ids, completion_ids, completion_mask, mode) -> torch.Tensor:
+        """One forward over left-padded teacher prompts + the completions (the parent's own scoring path)."""
+        device = self.accelerator.device
+        prompts = [torch.tensor(ids) for ids in prompt_ids]
+        masks = [torch.ones_like(ids) for ids in prompts]
+        prompts = pad(prompts, padding_value=self._tokenizer.pad_token_id, padding_side="left").to(device)
+        masks = pad(masks, padding_value=0, padding_side="left").to(device)
+        input_ids = torch.cat([prompts, completion_ids], dim=1)
+        attention_mask = torch.cat([masks, completion_mask], dim=1)
+        batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
+        logps, _, _ = self._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, completion_ids.size(1), batch_size=batch_size
+        )
+        return logps
+
+    def _teacher_logps_shared_prompts(self, model, prompt_ids, completion_ids, completion_mask) -> torch.Tensor:
+        """Encode each distinct teacher prompt once and score its rollouts from that prompt's KV cache.
+
+        The G rollouts of a task share one teacher prompt (task prompt ⊕ skill), which is usually longer than a
+        completion: this reads (B/G)·P + B·C tokens instead of B·(P + C), and bounds the forward to one group.
+        """
+        device = self.accelerator.device
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, ids in enumerate(prompt_ids):
+            groups[tuple(ids)].append(i)
+        logps = torch.zeros(completion_ids.shape, dtype=torch.float32, device=device)
+        length = completion_ids.size(1)
+        for prompt, rows in groups.items():
+            cache = None
+            if len(prompt) >= 2:
+                head = torch.tensor([list(prompt[:-1])], device=device)
+                cache = model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
+            if cache is None:  # nothing to cache, or a model that returns no cache here: score the group plainly
+                ids = torch.tensor([list(prompt)] * len(rows), device=device)
+                seq = torch.cat([ids, completion_ids[rows]], dim=1)
+                mask = torch.cat([torch.ones_like(ids), completion_mask[rows]], dim=1)
+                logps[rows] = self._get_per_token_logps_and_entropies(model, seq, mask, length)[0].float()
+                continue
+            cache.batch_repeat_interleave(len(rows))
+            # The last prompt token is re-read so that its logits score the first completion token.
+            tail = torch.tensor([[prompt[-1]]] * len(rows), device=device)
+            seq = torch.cat([tail, completion_ids[rows]], dim=1)
+            mask = torch.cat([torch.ones(len(rows), head.size(1) + 1, dtype=completion_mask.dtype, device=device),
+                              completion_mask[rows]], dim=1)
+            labels = seq.masked_fill(torch.cat([tail.new_ones(tail.shape), completion_mask[rows]], 1) == 0, -100)
+            with self.accelerator.autocast():
+                out = model(input_ids=seq, attention_mask=mask, past_key_values=cache, labels=labels,
+                            fused_lm_head=True)
+            logps[rows] = out.log_probs[:, -length:].float()
         return logps
 
     def _after_rewards(self, inputs: list[dict], output: dict, mode: str) -> None:

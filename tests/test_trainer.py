@@ -108,17 +108,24 @@ def test_sample_without_skill_gets_plain_teacher_prompt_and_counts(tiny_model_pa
     assert torch.allclose(batch["teacher_per_token_logps"][m], _student_logps(tr, batch)[m], atol=1e-5)
 
 
-def test_teacher_scores_exact_completion_ids_with_different_prompt_lengths(tiny_model_path, tmp_path):
-    tr = trainer(tiny_model_path, tmp_path)
+@pytest.mark.parametrize("prompt_cache", [True, False], ids=["shared-prompt-cache", "padded"])
+def test_teacher_scores_exact_completion_ids_with_different_prompt_lengths(tiny_model_path, tmp_path, prompt_cache):
+    tr = trainer(tiny_model_path, tmp_path, teacher_prompt_cache=prompt_cache)
+    with torch.no_grad():  # a non-trivial teacher adapter, so that LoRA is exercised under the KV cache too
+        for n, p in tr.model.named_parameters():
+            if ".teacher." in n:
+                p.add_(0.2 * torch.randn_like(p))
     pad = tr.processing_class.pad_token_id
+    # two groups share a teacher prompt (rows 0/3 and 1/4), one is alone; prompt lengths all differ
     prompts = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "a much longer question here"}],
-               [{"role": "user", "content": "b"}]]
-    contexts = ["a very long skill " * 5, None, "short"]
-    completion = torch.tensor([[5, 6, 7, pad], [8, 9, pad, pad], [10, 11, 12, 13]])
+               [{"role": "user", "content": "b"}], [{"role": "user", "content": "a"}],
+               [{"role": "user", "content": "a much longer question here"}]]
+    contexts = ["a very long skill " * 5, None, "short", "a very long skill " * 5, None]
+    completion = torch.tensor([[5, 6, 7, pad], [8, 9, pad, pad], [10, 11, 12, 13], [14, 15, pad, pad], [8, 16, 17, 18]])
     completion_mask = (completion != pad).long()
     tr._generation_prompts, tr._batch_contexts = prompts, contexts
     teacher = tr._teacher_logps({"completion_ids": completion, "completion_mask": completion_mask}, "train")
-    for i in range(3):
+    for i in range(5):
         tprompt = tr._tokenize_prompts([tr._render(prompts[i], contexts[i])])[0][0]
         n = int(completion_mask[i].sum())
         ids = torch.tensor([tprompt + completion[i, :n].tolist()])
@@ -297,3 +304,17 @@ def test_checkpoint_saves_and_resume_restores_teacher(tiny_model_path, tmp_path)
     for k, v in resumed.teacher.state_dict().items():
         assert torch.equal(v, saved[k])
     assert resumed.teacher.sync_count == json.loads((ckpt / "teacher_state.json").read_text())["sync_count"]
+
+
+def test_frozen_full_copy_runs_its_own_weights(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, peft=False, teacher_sync_mode="frozen")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        before = tr.teacher._copy(input_ids=ids).logits.clone()
+        for p in tr.model.parameters():  # move the live student only
+            p.add_(0.5)
+        after = tr.teacher._copy(input_ids=ids).logits
+        fused = tr.teacher._copy(input_ids=ids, labels=ids, fused_lm_head=True).log_probs
+    assert torch.equal(before, after)  # the copy's plain forward is not routed to the student's
+    expected = torch.log_softmax(after[0, :-1].float() / tr.args.temperature, -1).gather(1, ids[0, 1:, None])[:, 0]
+    assert torch.allclose(fused[0, -3:], expected, atol=1e-5)
