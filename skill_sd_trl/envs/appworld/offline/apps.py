@@ -289,6 +289,14 @@ def _path(value: str, name: str = "file_path") -> str:
     return value
 
 
+def _row_by_id(ctx: ApiContext, table: str, noun: str, row_id: int) -> sqlite3.Row:
+    """The row with this id, or a 404 naming the argument the agent passed (``<noun>_id``)."""
+    row = ctx.one(f"SELECT * FROM {table} WHERE id = ?", (row_id,))  # table: a constant of this module, never input
+    if row is None:
+        raise ApiError(404, f"No {noun} with {noun}_id {row_id}.")
+    return row
+
+
 def _file_row(ctx: ApiContext, path: str) -> sqlite3.Row:
     row = ctx.one("SELECT * FROM files WHERE path = ?", (_path(path),))
     if row is None:
@@ -404,10 +412,7 @@ def _contact(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _contact_row(ctx: ApiContext, contact_id: int) -> sqlite3.Row:
-    row = ctx.one("SELECT * FROM contacts WHERE id = ?", (contact_id,))
-    if row is None:
-        raise ApiError(404, f"No contact with contact_id {contact_id}.")
-    return row
+    return _row_by_id(ctx, "contacts", "contact", contact_id)
 
 
 @api("phone", "Search contacts by a query matched against names, phone number and email; optionally filter by "
@@ -669,10 +674,7 @@ _make_login("notes")
 
 
 def _note_row(ctx: ApiContext, note_id: int) -> sqlite3.Row:
-    row = ctx.one("SELECT * FROM notes WHERE id = ?", (note_id,))
-    if row is None:
-        raise ApiError(404, f"No note with note_id {note_id}.")
-    return row
+    return _row_by_id(ctx, "notes", "note", note_id)
 
 
 def _tags(tags: list[Any] | None) -> list[str] | None:
@@ -751,10 +753,7 @@ _make_login("email")
 
 
 def _email_row(ctx: ApiContext, email_id: int) -> sqlite3.Row:
-    row = ctx.one("SELECT * FROM emails WHERE id = ?", (email_id,))
-    if row is None:
-        raise ApiError(404, f"No email with email_id {email_id}.")
-    return row
+    return _row_by_id(ctx, "emails", "email", email_id)
 
 
 def _email_summary(r: sqlite3.Row) -> dict[str, Any]:

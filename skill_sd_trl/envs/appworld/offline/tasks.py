@@ -367,6 +367,19 @@ apis.supervisor.complete_task(answer=len([e for e in emails if not e["is_read"]]
 # templates: payments actions
 # --------------------------------------------------------------------------------------------------------------
 
+def _check_one_payment(t: Checker, email: str, amount: float, description: str, *, receiver: str,
+                       amount_what: str, description_what: str) -> None:
+    """Exactly one new transaction, to ``email``, of ``amount`` with ``description``; only the wallet moved."""
+    added = _only_new(t, "transactions", 1, "transaction")
+    row = added[0] if len(added) == 1 else {}
+    t.case(f"{receiver} {email}", row.get("receiver_email") == email, f"got {row}")
+    t.case(f"the amount is {amount_what}{amount:.2f}", abs(row.get("amount", -1) - amount) < 0.005, f"got {row}")
+    t.case(f"the description is {description_what}{description!r}", row.get("description") == description,
+           f"got {row}")
+    _check_balance(t, -amount)
+    t.only_tables_changed("transactions", "wallet")
+
+
 def _check_balance(t: Checker, expected_delta: float) -> None:
     old, new = t.before["wallet"][0]["balance"], t.after["wallet"][0]["balance"]
     t.case(f"the payments balance changes by {expected_delta:+.2f}", abs((new - old) - expected_delta) < 0.005,
@@ -438,13 +451,8 @@ apis.supervisor.complete_task()
 '''
 
     def check(t: Checker) -> None:
-        added = _only_new(t, "transactions", 1, "transaction")
-        row = added[0] if len(added) == 1 else {}
-        t.case(f"the money goes to {p.email}", row.get("receiver_email") == p.email, f"got {row}")
-        t.case(f"the amount is {amount:.2f}", abs(row.get("amount", -1) - amount) < 0.005, f"got {row}")
-        t.case(f"the description is {description!r}", row.get("description") == description, f"got {row}")
-        _check_balance(t, -amount)
-        t.only_tables_changed("transactions", "wallet")
+        _check_one_payment(t, p.email, amount, description, receiver="the money goes to", amount_what="",
+                           description_what="")
 
     return TaskSpec(f"Send ${amount:.2f} to my {rel} {p.first_name} on the payments app with the description "
                     f"'{description}'.", solution(("phone", "payments"), body, REL=rel, FIRST=p.first_name,
@@ -561,13 +569,8 @@ apis.supervisor.complete_task()
 '''
 
     def check(t: Checker) -> None:
-        added = _only_new(t, "transactions", 1, "transaction")
-        row = added[0] if len(added) == 1 else {}
-        t.case(f"the payment goes to {p.email}", row.get("receiver_email") == p.email, f"got {row}")
-        t.case(f"the amount is the billed {amount:.2f}", abs(row.get("amount", -1) - amount) < 0.005, f"got {row}")
-        t.case(f"the description is the email subject {subject!r}", row.get("description") == subject, f"got {row}")
-        _check_balance(t, -amount)
-        t.only_tables_changed("transactions", "wallet")
+        _check_one_payment(t, p.email, amount, subject, receiver="the payment goes to", amount_what="the billed ",
+                           description_what="the email subject ")
 
     return TaskSpec(f"{p.full_name} emailed me about a bill. Pay them the amount from that email on the payments "
                     "app, using the email's subject as the payment description.",
