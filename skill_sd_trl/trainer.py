@@ -83,6 +83,11 @@ class SkillSDTrainer(GRPOTrainer):
         self.skill_provider = skill_provider if skill_provider is not None else ColumnSkillProvider(args.skill_column)
         self._check_columns(self.train_dataset)
         self.teacher = Teacher(self.model, args, self.accelerator) if args.needs_teacher else None
+        if args.rollout_policy == "teacher" and self.teacher is not None and self.teacher._copy is not None:
+            raise ValueError(
+                f"rollout_policy='teacher' with teacher_sync_mode={args.teacher_sync_mode!r} needs the teacher to be a "
+                "LoRA adapter the generator can switch to: pass a peft_config, or use teacher_sync_mode='dynamic'."
+            )
         self._capture_student_logps = False
         self._captured_student_logps: torch.Tensor | None = None
         self._batch_contexts: list[str | None] | None = None

@@ -245,6 +245,11 @@ def test_teacher_rollouts_use_teacher_logps_as_sampler(tiny_model_path, tmp_path
     assert tr.state.global_step == 2
 
 
+def test_teacher_rollouts_need_an_adapter_teacher_without_peft(tiny_model_path, tmp_path):
+    with pytest.raises(ValueError, match="pass a peft_config"):
+        trainer(tiny_model_path, tmp_path, peft=False, rollout_policy="teacher", teacher_sync_mode="frozen")
+
+
 def test_full_finetuning_dynamic_and_frozen(tiny_model_path, tmp_path):
     dyn = trainer(tiny_model_path, tmp_path / "d", peft=False)
     assert dyn.teacher._copy is None  # no copy: the live weights are the teacher
