@@ -1,8 +1,9 @@
 """The small interface through which the trainer gets a skill for a task, and reports how it went.
 
 During training the trainer calls ``select`` once per task of a generation batch (before generation; the task's
-rollouts share the skill) and ``record_outcome`` once their rewards are known. Evaluation uses no skills. The skill bank implements the same interface, so a
-provider that reads a dataset column and a UCB skill bank are interchangeable.
+rollouts share the skill) and ``record_outcome`` once their rewards are known. Evaluation uses no skills. The skill
+bank implements the same interface, so a provider that reads a dataset column and a UCB skill bank are
+interchangeable.
 """
 
 from __future__ import annotations
