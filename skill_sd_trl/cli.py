@@ -114,7 +114,6 @@ def eval_main(argv: list[str]) -> int:
 
     from .envs.registry import get_env_spec
     from .evaluation import evaluate, format_table, load_for_eval, write_results
-    from .rollout import RolloutLimits
 
     results = []
     labels = a.label or a.model
@@ -124,8 +123,7 @@ def eval_main(argv: list[str]) -> int:
         model, tokenizer = load_for_eval(path)
         for env in a.env or ["sokoban"]:
             spec = get_env_spec(env)
-            limits = RolloutLimits(max_turns=a.max_turns or spec.max_turns,
-                                   max_new_tokens_per_turn=a.max_new_tokens_per_turn or spec.max_new_tokens_per_turn)
+            limits = spec.limits(a.max_turns, a.max_new_tokens_per_turn)
             result = evaluate(label, env=env, split=a.split, max_samples=a.max_samples, batch_size=a.batch_size,
                               env_options={"preset": a.preset, "seed": a.seed, "server_url": a.server_url,
                                            "lenient_actions": a.lenient_actions or None},

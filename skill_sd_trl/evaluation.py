@@ -75,14 +75,14 @@ def evaluate(
     spec = get_env_spec(env)
     options = dict(env_options or {})
     split = split or spec.eval_split
-    dataset = spec.make_dataset(split, **{k: v for k, v in options.items() if k in spec.dataset_options})
+    dataset = spec.dataset(split, options)
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     if model is None:
         model, tokenizer = load_for_eval(model_name_or_path)
     backend = ModelBackend(model, tokenizer, do_sample=do_sample, temperature=temperature)
-    limits = limits or RolloutLimits(max_turns=spec.max_turns, max_new_tokens_per_turn=spec.max_new_tokens_per_turn)
-    env_kwargs = {k: v for k, v in options.items() if k in spec.env_options and v is not None}
+    limits = limits or spec.limits()
+    make_env = spec.env_factory(options)
     records: list[dict] = []
     batches = range(0, len(dataset), batch_size)
     if progress:
@@ -91,7 +91,7 @@ def evaluate(
         batches = tqdm(batches, desc=f"eval {env}/{split}", unit="batch")
     for start in batches:
         rows = [dict(dataset[i]) for i in range(start, min(start + batch_size, len(dataset)))]
-        _, recs = play_episodes([r["prompt"] for r in rows], rows, backend, lambda: spec.make_env(**env_kwargs), limits,
+        _, recs = play_episodes([r["prompt"] for r in rows], rows, backend, make_env, limits,
                                 completion_budget, env_name=env)
         records += recs
     return summarize(model_name_or_path, env, split, records)

@@ -24,15 +24,13 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
     from trl import get_peft_config
 
     from . import rewards
-    from .models import resolve_model
-    from .rollout import MultiTurnRollout, RolloutLimits
+    from .rollout import MultiTurnRollout
     from .skills.provider import ColumnSkillProvider
     from .trainer import SkillSDTrainer
 
     spec = get_env_spec(script.env_name)
     options = env_options(script)
-    train_dataset = spec.make_dataset(script.train_split or spec.train_split,
-                                      **{k: v for k, v in options.items() if k in spec.dataset_options})
+    train_dataset = spec.dataset(script.train_split or spec.train_split, options)
     if script.max_train_samples is not None:
         train_dataset = train_dataset.select(range(min(script.max_train_samples, len(train_dataset))))
 
@@ -45,13 +43,7 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    env_kwargs = {k: v for k, v in options.items() if k in spec.env_options and v is not None}
-    limits = RolloutLimits(
-        max_turns=script.max_turns or spec.max_turns,
-        max_new_tokens_per_turn=script.max_new_tokens_per_turn or spec.max_new_tokens_per_turn,
-        max_context_tokens=script.max_context_tokens,
-    )
-    rollout = MultiTurnRollout(lambda: spec.make_env(**env_kwargs), limits, env_name=spec.name)
+    rollout = MultiTurnRollout(spec.env_factory(options), _limits(script, spec), env_name=spec.name)
     reward = {"env": rewards.env_reward, "success": rewards.success_reward, "completion": rewards.completion_reward}
 
     bank = None
@@ -129,15 +121,9 @@ def _drain_with_progress(callback, timeout: float) -> None:
 def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):
     """The paper-style table for the starting model (and the trained one), printed and written to output_dir."""
     from .evaluation import evaluate, format_table, write_results
-    from .rollout import RolloutLimits
-
-    spec = get_env_spec(script.env_name)
-    limits = RolloutLimits(max_turns=script.max_turns or spec.max_turns,
-                           max_new_tokens_per_turn=script.max_new_tokens_per_turn or spec.max_new_tokens_per_turn,
-                           max_context_tokens=script.max_context_tokens)
-    options = env_options(script)
-    common = dict(env=script.env_name, split=script.eval_split, env_options=options, max_samples=script.max_eval_samples,
-                  batch_size=script.eval_batch_size, limits=limits,
+    limits = _limits(script, get_env_spec(script.env_name))
+    common = dict(env=script.env_name, split=script.eval_split, env_options=env_options(script),
+                  max_samples=script.max_eval_samples, batch_size=script.eval_batch_size, limits=limits,
                   completion_budget=trainer.args.max_completion_length, tokenizer=trainer.processing_class)
     model = trainer.accelerator.unwrap_model(trainer.model)
     was_training = model.training
@@ -154,6 +140,11 @@ def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):
     print("\n" + format_table(results) + "\n")
     write_results(results, trainer.args.output_dir)
     return results
+
+
+def _limits(script: SkillSDScriptArguments, spec):
+    """The recipe's rollout limits, the environment's defaults where the recipe sets none."""
+    return spec.limits(script.max_turns, script.max_new_tokens_per_turn, script.max_context_tokens)
 
 
 def env_options(script: SkillSDScriptArguments) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,24 @@ class EnvSpec:
     max_new_tokens_per_turn: int
     dataset_options: tuple[str, ...] = field(default_factory=tuple)  # option names passed to make_dataset
     env_options: tuple[str, ...] = field(default_factory=tuple)  # option names passed to make_env
+
+    def dataset(self, split: str, options: Mapping[str, Any]):
+        """The split's dataset, built with the options this environment knows (others are ignored)."""
+        return self.make_dataset(split, **{k: v for k, v in options.items() if k in self.dataset_options})
+
+    def env_factory(self, options: Mapping[str, Any]) -> Callable[[], TextEnv]:
+        """A factory of fresh episodes, with the options this environment knows (unset ones keep its defaults)."""
+        kwargs = {k: v for k, v in options.items() if k in self.env_options and v is not None}
+        return lambda: self.make_env(**kwargs)
+
+    def limits(self, max_turns: int | None = None, max_new_tokens_per_turn: int | None = None,
+               max_context_tokens: int | None = None):
+        """Rollout limits: the given overrides, else this environment's defaults."""
+        from ..rollout import RolloutLimits
+
+        return RolloutLimits(max_turns=max_turns or self.max_turns,
+                             max_new_tokens_per_turn=max_new_tokens_per_turn or self.max_new_tokens_per_turn,
+                             max_context_tokens=max_context_tokens)
 
 
 def _sokoban() -> EnvSpec:
