@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, fields
 
 from trl import GRPOConfig
+
+logger = logging.getLogger(__name__)
 
 TEACHER_SYNC_MODES = ("dynamic", "frozen", "ema")
 TEACHER_CONTEXTS = ("skill", "ground_truth", "none")
@@ -147,6 +150,33 @@ class SkillSDConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self._check_skill_sd_fields()
+
+    @classmethod
+    def from_grpo_config(cls, args: GRPOConfig) -> "SkillSDConfig":
+        """A `SkillSDConfig` holding every setting of ``args`` exactly as it resolved, plus the Skill-SD defaults.
+
+        This is what lets ``SkillSDTrainer(args=GRPOConfig(...))`` work: the one-class switch from `GRPOTrainer`.
+        ``args`` is copied as it is (not re-initialized, which would re-derive fields such as
+        ``generation_batch_size`` and fail), and logged once.
+        """
+        upgraded = cls.__new__(cls)
+        upgraded.__dict__.update(vars(args))
+        own = {f.name for f in fields(GRPOConfig)}
+        for f in fields(cls):
+            if f.name not in own:
+                setattr(upgraded, f.name, f.default)
+        upgraded._check_skill_sd_fields()
+        if not _UPGRADE_LOGGED:
+            _UPGRADE_LOGGED.append(True)
+            logger.warning(
+                "SkillSDTrainer got a GRPOConfig: using it as a SkillSDConfig with the Skill-SD defaults (sdl_coef=%s, "
+                "teacher_context=%r, teacher_sync_mode=%r). Pass a SkillSDConfig to choose them.",
+                upgraded.sdl_coef, upgraded.teacher_context, upgraded.teacher_sync_mode,
+            )
+        return upgraded
+
+    def _check_skill_sd_fields(self) -> None:
         _check_choice("sdl_estimator", self.sdl_estimator, SDL_ESTIMATORS)
         _check_choice("teacher_sync_mode", self.teacher_sync_mode, TEACHER_SYNC_MODES)
         _check_choice("teacher_context", self.teacher_context, TEACHER_CONTEXTS)
@@ -202,6 +232,9 @@ class SkillSDConfig(GRPOConfig):
     def needs_teacher(self) -> bool:
         """Whether a teacher forward is needed at all (L_SDL active or the teacher generates)."""
         return self.sdl_coef > 0
+
+
+_UPGRADE_LOGGED: list[bool] = []  # the GRPOConfig upgrade is announced once per process
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -75,6 +75,10 @@ class Teacher:
 
     def _add_teacher_adapter(self):
         config = copy.deepcopy(self.model.peft_config[self.student_adapter])
+        # The teacher only scores (and, off-policy, samples): it never trains, so it gets no dropout of its own even
+        # when the student's LoRA has some (TRL's disable_dropout ran before this adapter existed).
+        if hasattr(config, "lora_dropout"):
+            config.lora_dropout = 0.0
         # Creating an adapter draws random init values: fork the RNG so the run's sampling stream is unchanged.
         with torch.random.fork_rng(devices=[]):
             self.model.add_adapter(self.adapter_name, config)
@@ -119,20 +123,29 @@ class Teacher:
     # -- forward -----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def activated(self):
-        """Yield the module to run as the teacher; restores the student's active adapter and trainable flags."""
+        """Yield the module to run as the teacher, deterministic (no dropout or other train-mode behaviour); restores
+        the student's active adapter, trainable flags and train/eval modes on exit."""
         if not self.is_peft:
-            yield self._copy if self._copy is not None else self.model
+            module = self._copy if self._copy is not None else self.model
+            with _deterministic(module):
+                yield module
             return
         flags = {name: p.requires_grad for name, p in self.model.named_parameters()}
         previous = self.model.active_adapter
         self.model.set_adapter(self.adapter_name)
         try:
-            yield self.model
+            with _deterministic(self.model):
+                yield self.model
         finally:
             self.model.set_adapter(previous)
             for name, param in self.model.named_parameters():
                 if param.requires_grad != flags[name]:
                     param.requires_grad_(flags[name])
+
+    @property
+    def owns_weights(self) -> bool:
+        """False for the live full-model teacher (``dynamic`` without PEFT): its weights are the student's own."""
+        return self.is_peft or self._copy is not None
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The teacher's own weights (adapter tensors, or the full copy), for checkpoints and tests."""
@@ -148,6 +161,22 @@ class Teacher:
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value)
+
+
+@contextlib.contextmanager
+def _deterministic(module):
+    """Every submodule in eval mode (dropout off, whatever the user's ``lora_dropout``), except the top module's own
+    flag: the trainer reads ``model.training`` to tell training from evaluation (metrics, skills), and teacher calls
+    happen during training. Every module's mode is restored on exit."""
+    modes = [(m, m.training) for m in module.modules()]
+    top = module.training
+    module.eval()
+    module.training = top
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def _gathered(params):

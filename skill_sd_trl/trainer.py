@@ -14,16 +14,20 @@ What it adds to the parent, and where:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import shutil
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from trl import GRPOTrainer
+from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save as save_safetensors
+from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import pad
 
@@ -37,11 +41,32 @@ from .trajectory import Trajectory, Turn
 
 logger = logging.getLogger(__name__)
 
-TEACHER_STATE_FILE = "teacher_state.pt"
+TEACHER_STATE_FILE = "teacher_state.safetensors"
 TEACHER_META_FILE = "teacher_state.json"
 
 #: Loss types whose parent normalizer is the token count of the whole accumulation window.
 _GLOBAL_TOKEN_LOSSES = ("dapo", "cispo", "vespo")
+
+#: The prompt TRL assumes for a row without one (an environment-only dataset: ``reset()`` supplies the task).
+_EMPTY_PROMPT = [{"role": "user", "content": ""}]
+
+
+@dataclass
+class _BatchPlan:
+    """One generation batch, as Skill-SD sees it: decided before sampling, completed by what sampling used.
+
+    ``plain_prompts`` are the dataset's prompts; ``parent_prompts`` what the parent is handed (the plain ones, or with
+    the skill rendered in for the skill-augmented GRPO baseline); ``student_prompts`` the plain prompts with the
+    environment's reset text (what the student is trained on and what a summary describes); ``teacher_prompts``
+    what the teacher scores under (student prompt ⊕ context, or exactly what it sampled under when it acts).
+    """
+
+    plain_prompts: list
+    parent_prompts: list
+    contexts: list
+    skills: list
+    student_prompts: list | None = None
+    teacher_prompts: list | None = None
 
 
 class SkillSDTrainer(GRPOTrainer):
@@ -68,15 +93,21 @@ class SkillSDTrainer(GRPOTrainer):
         ),
     }
 
-    def __init__(self, model, reward_funcs, args: SkillSDConfig | None = None, *pos, skill_provider=None, **kwargs):
+    # Class-level defaults: a trainer shell made without __init__ (as TRL's own dispatch tests build one) behaves like
+    # the parent wherever Skill-SD adds nothing.
+    teacher: Teacher | None = None
+    _batch: _BatchPlan | None = None
+    _capture_student_logps = False
+    _captured_student_logps: torch.Tensor | None = None
+
+    def __init__(self, model, reward_funcs=None, args: GRPOConfig | None = None, *pos, skill_provider=None, **kwargs):
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = SkillSDConfig(f"{name.split('/')[-1]}-Skill-SD")
-        if not isinstance(args, SkillSDConfig):
-            raise TypeError(
-                f"SkillSDTrainer needs a SkillSDConfig, got {type(args).__name__}. Build one with the same fields: "
-                "SkillSDConfig(**your_grpo_config.to_dict()) plus the Skill-SD fields."
-            )
+        elif not isinstance(args, SkillSDConfig):
+            if not isinstance(args, GRPOConfig):
+                raise TypeError(f"args must be a SkillSDConfig or a GRPOConfig, got {type(args).__name__}.")
+            args = SkillSDConfig.from_grpo_config(args)
         if skill_provider is not None and not isinstance(skill_provider, SkillProvider):
             raise TypeError("skill_provider must have select(task_id, example) and record_outcome(task_id, skill_id, rewards).")
         super().__init__(model, reward_funcs, args, *pos, **kwargs)
@@ -88,11 +119,6 @@ class SkillSDTrainer(GRPOTrainer):
                 f"rollout_policy='teacher' with teacher_sync_mode={args.teacher_sync_mode!r} needs the teacher to be a "
                 "LoRA adapter the generator can switch to: pass a peft_config, or use teacher_sync_mode='dynamic'."
             )
-        self._capture_student_logps = False
-        self._captured_student_logps: torch.Tensor | None = None
-        self._batch_contexts: list[str | None] | None = None
-        self._batch_skills: list[SkillSelection | None] | None = None
-        self._generation_prompts: list | None = None
         self._finished_trajectories: list[Trajectory] = []
         self.current_batch_rows: list[dict] | None = None
         self._nonfinite_teacher_logps = 0
@@ -143,53 +169,100 @@ class SkillSDTrainer(GRPOTrainer):
         )
         return add_context_to_prompt(prompt, context, template, self.args.teacher_skill_position)
 
-    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, torch.Tensor | Any]:
-        mode = "train" if self.model.training else "eval"
+    def _plan_batch(self, inputs: list[dict]) -> _BatchPlan:
         cache: dict = {}
         contexts, skills = zip(*(self._context_for(x, cache) for x in inputs), strict=True)
-        self._batch_contexts, self._batch_skills = list(contexts), list(skills)
-        if self.args.skills_in_student_prompt:  # skill-augmented GRPO baseline: the student sees the skill
-            inputs = [{**x, "prompt": self._render(x["prompt"], c)} for x, c in zip(inputs, contexts, strict=True)]
+        plain = [x.get("prompt", _EMPTY_PROMPT) for x in inputs]
+        parent = (
+            [self._render(p, c) for p, c in zip(plain, contexts, strict=True)]  # skill-augmented GRPO baseline
+            if self.args.skills_in_student_prompt
+            else plain
+        )
+        return _BatchPlan(plain_prompts=plain, parent_prompts=parent, contexts=list(contexts), skills=list(skills))
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, torch.Tensor | Any]:
+        mode = "train" if self.model.training else "eval"
+        plan = self._plan_batch(inputs)
+        parent_inputs = inputs
+        if self.args.skills_in_student_prompt:  # the student sees the skill
+            parent_inputs = [{**x, "prompt": p} for x, p in zip(inputs, plan.parent_prompts, strict=True)]
         if self.teacher is not None and mode == "train":
             self.teacher.maybe_sync(self.state.global_step)
-        self.current_batch_rows = inputs  # read by multi-turn rollout functions to reset their environments
-
-        output = super()._generate_and_score_completions(inputs)
-
+        self.current_batch_rows = parent_inputs  # read by multi-turn rollout functions to reset their environments
+        self._batch = plan
+        try:
+            output = super()._generate_and_score_completions(parent_inputs)
+        finally:
+            self._batch = None
         if self.teacher is not None:
-            teacher_logps = self._teacher_logps(output, mode)
-            output["teacher_per_token_logps"] = teacher_logps
-            if self.args.rollout_policy == "teacher" and mode == "train":
-                # The teacher sampled these tokens: its log-probs are the sampler's (π_old) for every ratio.
-                output["old_per_token_logps"] = teacher_logps
-        self._after_rewards(inputs, output, mode)
+            self._add_teacher_logps(output, plan, mode)
+        self._after_rewards(inputs, output, mode, plan)
         return output
 
     def _generate(self, prompts: list):
-        self._generation_prompts = prompts  # exactly what the student was prompted with (after env resets)
-        teacher_acts = (
-            self.teacher is not None and self.args.rollout_policy == "teacher" and self.model.training
+        """The parent's sampling, plus what Skill-SD needs to know about the prompts actually used.
+
+        ``prompts`` are the parent's prompts after any environment ``reset()`` text was appended (TRL's
+        ``environment_factory``); a ``rollout_func`` may append more (it reports ``rollout_prompts``). The student's
+        prompt is the plain task with all of that reset text, never a skill; the teacher's prompt is the student's
+        plus the context — or, when the teacher acts (off-policy ablation), exactly the prompt it sampled under.
+        """
+        plan = self._batch
+        if plan is None:  # not inside a Skill-SD generation batch: the parent, unchanged
+            return super()._generate(prompts)
+        teacher_acts = self.teacher is not None and self.args.rollout_policy == "teacher" and self.model.training
+        sent = [self._render(p, c) for p, c in zip(prompts, plan.contexts, strict=True)] if teacher_acts else prompts
+        with self.teacher.activated() if teacher_acts else contextlib.nullcontext():
+            result = super()._generate(sent)
+        extras = result[5]
+        sampled = extras.pop("rollout_prompts", None) or sent
+        if not teacher_acts and not self.args.skills_in_student_prompt:
+            plan.student_prompts = list(sampled)  # the student sampled under its own (plain) prompt
+        else:
+            plan.student_prompts = [
+                _with_reset_text(plain, _reset_text(parent, given), _reset_text(s_in, s_out))
+                for plain, parent, given, s_in, s_out in zip(
+                    plan.plain_prompts, plan.parent_prompts, prompts, sent, sampled, strict=True
+                )
+            ]
+        plan.teacher_prompts = (
+            list(sampled)
+            if teacher_acts
+            else [self._render(p, c) for p, c in zip(plan.student_prompts, plan.contexts, strict=True)]
         )
         if not teacher_acts:
-            result = super()._generate(prompts)
-            rollout_prompts = result[5].pop("rollout_prompts", None)  # a rollout_func may extend prompts on reset
-            if rollout_prompts is not None:
-                self._generation_prompts = rollout_prompts
             return result
-        teacher_prompts = [self._render(p, c) for p, c in zip(prompts, self._batch_contexts, strict=True)]
-        with self.teacher.activated():
-            result = super()._generate(teacher_prompts)
-        result[5].pop("rollout_prompts", None)
-        # Train the student on its own (plain) prompt followed by the teacher's tokens.
-        student_prompt_ids = self._tokenize_prompts(prompts)[0]
+        # Train the student on its own plain prompt (with the same reset text) followed by the teacher's tokens.
+        student_prompt_ids = self._tokenize_prompts(plan.student_prompts)[0]
         return (student_prompt_ids, *result[1:])
 
+    def _scored_rows(self, plan: _BatchPlan, mode: str) -> list[bool]:
+        """Rows the teacher scores: every row when its prompt is the plain one by design (``teacher_context='none'``)
+        or when it sampled them; otherwise only rows with a context. A row without one has no teacher signal: with
+        no skill or ground truth the teacher is the student itself, so it adds no SDL term and no teacher forward."""
+        if self.args.teacher_context == "none" or (self.args.rollout_policy == "teacher" and mode == "train"):
+            return [True] * len(plan.contexts)
+        return [c is not None and bool(str(c).strip()) for c in plan.contexts]
+
+    def _add_teacher_logps(self, output: dict, plan: _BatchPlan, mode: str) -> None:
+        scored = self._scored_rows(plan, mode)
+        total = self.accelerator.gather(torch.tensor([float(sum(scored))], device=self.accelerator.device)).sum()
+        if total.item() == 0:  # no rank has a teacher signal: this batch is exactly GRPO
+            return
+        rows = [i for i, s in enumerate(scored) if s]
+        logps = torch.zeros(output["completion_ids"].shape, dtype=torch.float32, device=self.accelerator.device)
+        if rows:
+            sub = {k: output[k][rows] for k in ("completion_ids", "completion_mask", "tool_mask") if k in output}
+            logps[rows] = self._teacher_logps(sub, [plan.teacher_prompts[i] for i in rows], mode)
+        output["teacher_per_token_logps"] = logps
+        output["teacher_row_mask"] = torch.tensor(scored, dtype=torch.float32, device=logps.device)
+        if self.args.rollout_policy == "teacher" and mode == "train":
+            # The teacher sampled these tokens: its log-probs are the sampler's (π_old) for every ratio.
+            output["old_per_token_logps"] = logps
+
     @torch.no_grad()
-    def _teacher_logps(self, output: dict, mode: str) -> torch.Tensor:
-        """log π_T of the student's completion ids, under the teacher prompt, aligned with ``completion_ids``."""
-        teacher_prompts = [
-            self._render(p, c) for p, c in zip(self._generation_prompts, self._batch_contexts, strict=True)
-        ]
+    def _teacher_logps(self, output: dict, teacher_prompts: list, mode: str) -> torch.Tensor:
+        """log π_T of ``output``'s completion ids under ``teacher_prompts``, aligned with ``completion_ids``."""
         prompt_ids = [list(ids) for ids in self._tokenize_prompts(teacher_prompts)[0]]
         completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
         with self.teacher.activated() as teacher_model, disable_gradient_checkpointing(
@@ -236,8 +309,10 @@ class SkillSDTrainer(GRPOTrainer):
             cache = None
             if len(prompt) >= 2:
                 head = torch.tensor([list(prompt[:-1])], device=device)
-                cache = model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
-            if cache is None:  # nothing to cache, or a model that returns no cache here: score the group plainly
+                cache = model(input_ids=head, use_cache=True, logits_to_keep=1).cache
+            if not _shareable(cache):
+                # Nothing to cache, or a cache that cannot be repeated across the group (e.g. the linear-attention
+                # state of a hybrid model): score the group plainly — same numbers, no sharing.
                 ids = torch.tensor([list(prompt)] * len(rows), device=device)
                 seq = torch.cat([ids, completion_ids[rows]], dim=1)
                 mask = torch.cat([torch.ones_like(ids), completion_mask[rows]], dim=1)
@@ -251,19 +326,18 @@ class SkillSDTrainer(GRPOTrainer):
                               completion_mask[rows]], dim=1)
             labels = seq.masked_fill(torch.cat([tail.new_ones(tail.shape), completion_mask[rows]], 1) == 0, -100)
             with self.accelerator.autocast():
-                out = model(input_ids=seq, attention_mask=mask, past_key_values=cache, labels=labels,
-                            fused_lm_head=True)
+                out = model(input_ids=seq, attention_mask=mask, cache=cache, labels=labels, fused_lm_head=True)
             logps[rows] = out.log_probs[:, -length:].float()
         return logps
 
-    def _after_rewards(self, inputs: list[dict], output: dict, mode: str) -> None:
+    def _after_rewards(self, inputs: list[dict], output: dict, mode: str, plan: _BatchPlan) -> None:
         """Skill coverage metric, bandit feedback with the group's rewards, and trajectories for the summarizer.
 
         Both stay local to this process: in multi-process runs the skill summarizer callback gathers trajectories and
         bandit feedback to the main process and broadcasts the bank, so every rank sees the same bank each step.
         """
         if self.args.teacher_context == "skill" and (self.teacher is not None or self.args.skills_in_student_prompt):
-            covered = torch.tensor([float(s is not None) for s in self._batch_skills], device=self.accelerator.device)
+            covered = torch.tensor([float(s is not None) for s in plan.skills], device=self.accelerator.device)
             self._metrics[mode]["skills/coverage"].append(self.accelerator.gather(covered).mean().item())
         if mode != "train":
             return
@@ -271,25 +345,28 @@ class SkillSDTrainer(GRPOTrainer):
         rewards = self._last_rewards[start : start + len(inputs)].tolist()  # this process's slice
         outcomes = defaultdict(list)
         for i, (example, reward) in enumerate(zip(inputs, rewards, strict=True)):
-            traj = self._trajectory(example, output, i)
+            # The summarizer describes the task as the student saw it: the plain prompt, never one holding a skill.
+            task = prompt_text(plan.student_prompts[i] if plan.student_prompts else plan.plain_prompts[i])
+            traj = self._trajectory(example, output, i, task)
             traj.reward = float(reward) if reward == reward else 0.0  # NaN (unscorable) counts as 0
             traj.step = self.state.global_step
             self._finished_trajectories.append(traj)
-            skill = self._batch_skills[i]
+            skill = plan.skills[i]
             if skill is not None:
                 outcomes[(traj.task_id, skill.skill_id)].append(traj.reward)
         for (task_id, skill_id), values in outcomes.items():
             self.skill_provider.record_outcome(task_id, skill_id, values)
 
-    def _trajectory(self, example: dict, output: dict, index: int) -> Trajectory:
+    def _trajectory(self, example: dict, output: dict, index: int, task: str) -> Trajectory:
+        task_id = task_id_of(example, self.args.task_id_column)
         episode = example.get("episode")
         if isinstance(episode, dict):  # multi-turn rollouts hand over the full episode record
-            return Trajectory.from_dict({**episode, "task_id": task_id_of(example, self.args.task_id_column)})
+            return Trajectory.from_dict({**episode, "task_id": task_id, "task": task})
         ids = output["completion_ids"][index][output["completion_mask"][index].bool()]
         return Trajectory(
-            task_id=task_id_of(example, self.args.task_id_column),
+            task_id=task_id,
             env_name=str(example.get("env", "single_turn")),
-            task=prompt_text(example["prompt"]),
+            task=task,
             turns=[Turn(action=self._tokenizer.decode(ids, skip_special_tokens=True))],
             reward=0.0,
         )
@@ -310,7 +387,7 @@ class SkillSDTrainer(GRPOTrainer):
         return result
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.teacher is None:
+        if self.teacher is None or "teacher_per_token_logps" not in inputs:  # no teacher signal: exactly GRPO
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         self._capture_student_logps = True
         try:
@@ -337,6 +414,8 @@ class SkillSDTrainer(GRPOTrainer):
         mask = inputs["completion_mask"]
         if "tool_mask" in inputs:
             mask = mask * inputs["tool_mask"]
+        # Rows without a teacher signal add 0 but keep their tokens in the normalizer, so λ weighs every token alike.
+        scored = mask * inputs["teacher_row_mask"].unsqueeze(1).to(mask.dtype)
         old = inputs.get("old_per_token_logps")
         old = student_logps.detach() if old is None else old
         teacher = inputs["teacher_per_token_logps"]
@@ -356,8 +435,8 @@ class SkillSDTrainer(GRPOTrainer):
                 normalizer = normalizer * accumulation / self.args.steps_per_generation
         else:
             normalizer = mask_f.sum().clamp(min=1.0) * accumulation
-        loss = (per_token * mask_f).sum() / normalizer
-        self._log_sdl_metrics(mode, per_token.detach(), student_logps.detach(), old, teacher, mask_f)
+        loss = (per_token * scored.to(per_token.dtype)).sum() / normalizer
+        self._log_sdl_metrics(mode, per_token.detach(), student_logps.detach(), old, teacher, scored.float())
         return loss.to(student_logps.dtype) if student_logps.dtype == torch.float64 else loss
 
     def _log_sdl_metrics(self, mode, per_token, student_logps, old, teacher, mask) -> None:
@@ -387,8 +466,10 @@ class SkillSDTrainer(GRPOTrainer):
             # PEFT saves every adapter; the teacher's lives in teacher_state.pt instead, so the folder holds one model.
             shutil.rmtree(os.path.join(output_dir, self.args.teacher_adapter_name), ignore_errors=True)
         if self.teacher is not None and self.args.should_save:
-            state = {k: v.cpu() for k, v in self.teacher.state_dict().items()}
-            atomic_write(os.path.join(output_dir, TEACHER_STATE_FILE), lambda f: torch.save(state, f), binary=True)
+            if self.teacher.owns_weights:  # a live full-model teacher *is* the saved model: no second copy
+                state = {k: v.cpu().contiguous() for k, v in self.teacher.state_dict().items()}
+                atomic_write(os.path.join(output_dir, TEACHER_STATE_FILE),
+                             lambda f: f.write(save_safetensors(state)), binary=True)
             meta = {"sync_count": self.teacher.sync_count, "last_sync_step": self.teacher.last_sync_step,
                     "mode": self.teacher.mode}
             atomic_write_json(os.path.join(output_dir, TEACHER_META_FILE), meta)
@@ -405,9 +486,11 @@ class SkillSDTrainer(GRPOTrainer):
     def restore_extra_state(self, checkpoint: str) -> None:
         """Restore the teacher and every callback's state (e.g. the skill bank) from a checkpoint folder."""
         weights = os.path.join(checkpoint, TEACHER_STATE_FILE)
-        if self.teacher is not None and os.path.exists(weights):
-            self.teacher.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-            with open(os.path.join(checkpoint, TEACHER_META_FILE), encoding="utf-8") as f:
+        meta_path = os.path.join(checkpoint, TEACHER_META_FILE)
+        if self.teacher is not None and os.path.exists(meta_path):
+            if self.teacher.owns_weights:
+                self.teacher.load_state_dict(load_safetensors(weights, device="cpu"))
+            with open(meta_path, encoding="utf-8") as f:
                 meta = json.load(f)
             self.teacher.sync_count = meta["sync_count"]
             self.teacher.last_sync_step = meta["last_sync_step"]
@@ -473,3 +556,38 @@ class SkillSDTrainer(GRPOTrainer):
                 if callable(metrics) and getattr(callback, "log_metrics", True):
                     logs.update(metrics())
         super().log(logs, start_time)
+
+
+def _reset_text(before: Any, after: Any) -> str:
+    """The text an environment's ``reset()`` appended to ``before`` (the last message's content) to give ``after``.
+
+    Raises when ``after`` is not ``before`` with text appended: then the plain prompt cannot be rebuilt."""
+    if before == after:
+        return ""
+    if isinstance(before, str) and isinstance(after, str) and after.startswith(before):
+        return after[len(before):]
+    if (
+        isinstance(before, list) and isinstance(after, list) and len(before) == len(after) and before[:-1] == after[:-1]
+        and isinstance(before[-1].get("content"), str) and isinstance(after[-1].get("content"), str)
+        and after[-1]["content"].startswith(before[-1]["content"])
+    ):
+        return after[-1]["content"][len(before[-1]["content"]):]
+    raise ValueError(
+        "Cannot tell the environment's reset() text from the prompt it extended (expected text appended to the last "
+        "message). Skill-augmented GRPO and teacher rollouts need environments that extend prompts that way."
+    )
+
+
+def _with_reset_text(prompt: Any, *texts: str) -> Any:
+    """``prompt`` with ``texts`` appended to its last message, as TRL appends ``reset()`` observations."""
+    extra = "".join(texts)
+    if not extra:
+        return prompt
+    if isinstance(prompt, str):
+        return prompt + extra
+    return [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + extra}]
+
+
+def _shareable(cache) -> bool:
+    """Whether a prompt's KV cache can be repeated over its group's rollouts (hybrid models' caches may not)."""
+    return cache is not None and callable(getattr(cache, "batch_repeat_interleave", None))

@@ -7,6 +7,7 @@ from skill_sd_trl import SkillSDTrainer
 from skill_sd_trl.envs.sokoban import make_sokoban_dataset
 from skill_sd_trl.envs.sokoban.tools import SokobanToolEnv
 
+from _spies import record_teacher_prompts
 from _trainer_utils import config, lora
 
 
@@ -29,6 +30,7 @@ def test_tool_calls_are_masked_and_teacher_rescores_model_tokens(tiny_model_path
         return [list(ids) for _ in prompt_ids], None
 
     tr._generate_single_turn = scripted
+    teacher_calls = record_teacher_prompts(tr)
     tr.model.train()
     batch = tr._generate_and_score_completions([dict(row), dict(row)])
 
@@ -40,7 +42,7 @@ def test_tool_calls_are_masked_and_teacher_rescores_model_tokens(tiny_model_path
     # the environment owns the reward: -0.1 step + 1 box on target + 10 solved
     assert tr._metrics["train"]["rewards/SokobanToolEnv/mean"][-1] == pytest.approx(10.9)
     # teacher: its prompt (skill in the system message, same tool schema) + the identical completion ids
-    teacher_prompts = [tr._render(p, c) for p, c in zip(tr._generation_prompts, tr._batch_contexts)]
+    (teacher_prompts,) = teacher_calls
     teacher_prompt = tr._tokenize_prompts(teacher_prompts)[0][0]  # rendered with each rollout's environment tools
     assert "move" in tok.decode(teacher_prompt) and row["skill"] in tok.decode(teacher_prompt)
     n = int(mask.sum())

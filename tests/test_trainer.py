@@ -7,9 +7,14 @@ import pytest
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
-from skill_sd_trl import SkillSDTrainer
-from skill_sd_trl.skills.provider import SkillSelection
+from peft import LoraConfig
+from safetensors.torch import load_file
 
+from skill_sd_trl import SkillSDConfig, SkillSDTrainer
+from skill_sd_trl.skills.provider import SkillSelection
+from skill_sd_trl.trainer import TEACHER_META_FILE, TEACHER_STATE_FILE
+
+from _spies import record_teacher_prompts
 from _trainer_utils import config, config_kwargs, first_batch, length_reward, lora, toy_dataset, trainer
 
 
@@ -56,8 +61,14 @@ def test_real_two_step_run_logs_metrics_and_changes_weights(tiny_model_path, tmp
     assert logs[-1]["self_distillation/sdl"] > 0  # the skill changes the teacher's view
 
 
-def test_teacher_identical_to_student_gives_zero_sdl_and_gradient(tiny_model_path, tmp_path):
-    tr = trainer(tiny_model_path, tmp_path, teacher_context="none", grpo_coef=0.0, sdl_coef=1.0)
+@pytest.mark.parametrize("lora_dropout", [0.0, 0.05])
+def test_teacher_identical_to_student_gives_zero_sdl_and_gradient(tiny_model_path, tmp_path, lora_dropout):
+    # TRL's disable_dropout makes the student deterministic; the teacher must be so whatever the LoRA's dropout
+    tr = SkillSDTrainer(
+        model=tiny_model_path, reward_funcs=length_reward, train_dataset=toy_dataset(),
+        args=config(tmp_path, teacher_context="none", grpo_coef=0.0, sdl_coef=1.0, disable_dropout=True),
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=lora_dropout),
+    )
     # move the student away from the LoRA zero-init so the check is not trivial
     with torch.no_grad():
         for n, p in tr.model.named_parameters():
@@ -76,6 +87,27 @@ def test_teacher_identical_to_student_gives_zero_sdl_and_gradient(tiny_model_pat
     assert abs(tr._metrics["train"]["self_distillation/sdl"][-1]) < 1e-8
 
 
+def test_teacher_scoring_is_deterministic_while_the_student_trains_with_dropout(tiny_model_path, tmp_path):
+    tr = SkillSDTrainer(
+        model=tiny_model_path, reward_funcs=length_reward, train_dataset=toy_dataset(skills="all"),
+        args=config(tmp_path), peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                      lora_dropout=0.5),
+    )
+    with torch.no_grad():
+        for n, p in tr.model.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.5 * torch.randn_like(p))
+    tr.model.train()
+    batch = tr._generate_and_score_completions(first_batch(tr))
+    teacher_prompts = [tr._render(r["prompt"], r["skill"]) for r in first_batch(tr)]
+    scores = [tr._teacher_logps(batch, teacher_prompts, "train") for _ in range(3)]
+    assert all(torch.equal(scores[0], s) for s in scores[1:])
+    assert torch.equal(scores[0], batch["teacher_per_token_logps"])
+    assert tr.model.training and all(m.training for m in tr.model.modules())  # train mode is back for the student
+    # the student itself still trains with its dropout: two passes differ
+    assert not torch.equal(_student_logps(tr, batch), _student_logps(tr, batch))
+
+
 def _student_logps(tr, batch):
     ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
     mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
@@ -92,20 +124,42 @@ def test_skill_reaches_teacher_but_never_the_student_prompt(tiny_model_path, tmp
     got = [ids[m.bool()].tolist() for ids, m in zip(batch["prompt_ids"], batch["prompt_mask"])]
     assert got == plain_ids  # byte-identical to what GRPOTrainer tokenizes
     assert "golden_workflow" not in tr.processing_class.decode(batch["prompt_ids"][0])
-    teacher_prompt = tr._render(rows[0]["prompt"], tr._batch_contexts[0])
+    teacher_prompt = tr._render(rows[0]["prompt"], rows[0]["skill"])
     assert rows[0]["skill"] in teacher_prompt[0]["content"]  # rendered into the system message
     assert tr._metrics["train"]["skills/coverage"][-1] == 1.0
 
 
-def test_sample_without_skill_gets_plain_teacher_prompt_and_counts(tiny_model_path, tmp_path):
+def test_rows_without_skill_get_no_teacher_signal_and_the_batch_is_exactly_grpo(tiny_model_path, tmp_path):
     tr = trainer(tiny_model_path, tmp_path, dataset=toy_dataset(skills="none"))
+    teacher_calls = record_teacher_prompts(tr)
     tr.model.train()
     batch = tr._generate_and_score_completions(first_batch(tr))
-    assert tr._batch_contexts == [None] * 4
+    assert teacher_calls == []  # no teacher forward at all
+    assert "teacher_per_token_logps" not in batch
     assert tr._metrics["train"]["skills/coverage"][-1] == 0.0
-    # plain teacher prompt + teacher == student (just synced) -> identical log-probs
-    m = batch["completion_mask"].bool()
-    assert torch.allclose(batch["teacher_per_token_logps"][m], _student_logps(tr, batch)[m], atol=1e-5)
+    torch.manual_seed(0)
+    loss = tr.compute_loss(tr.model, batch)
+    torch.manual_seed(0)
+    assert torch.equal(loss, super(SkillSDTrainer, tr).compute_loss(tr.model, batch))
+
+
+def test_mixed_batch_scores_only_rows_with_a_skill(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, dataset=toy_dataset(skills="even"), per_device_train_batch_size=8,
+                 num_generations=4)
+    teacher_calls = record_teacher_prompts(tr)
+    rows = first_batch(tr)  # task-0 (skill) x4, task-1 (none) x4
+    assert [bool(r["skill"]) for r in rows] == [True] * 4 + [False] * 4
+    tr.model.train()
+    batch = tr._generate_and_score_completions(rows)
+    (prompts,) = teacher_calls
+    assert len(prompts) == 4 and all(rows[0]["skill"] in p[0]["content"] for p in prompts)
+    assert batch["teacher_row_mask"].tolist() == [1.0] * 4 + [0.0] * 4
+    assert (batch["teacher_per_token_logps"][4:] == 0).all()
+    # rows without a skill add nothing: perturbing their teacher log-probs leaves the loss unchanged
+    logps = _student_logps(tr, batch)
+    base = tr._sdl_loss(logps, batch)
+    batch["teacher_per_token_logps"][4:] -= 5.0
+    assert tr._sdl_loss(logps, batch).item() == base.item()
 
 
 @pytest.mark.parametrize("prompt_cache", [True, False], ids=["shared-prompt-cache", "padded"])
@@ -123,8 +177,9 @@ def test_teacher_scores_exact_completion_ids_with_different_prompt_lengths(tiny_
     contexts = ["a very long skill " * 5, None, "short", "a very long skill " * 5, None]
     completion = torch.tensor([[5, 6, 7, pad], [8, 9, pad, pad], [10, 11, 12, 13], [14, 15, pad, pad], [8, 16, 17, 18]])
     completion_mask = (completion != pad).long()
-    tr._generation_prompts, tr._batch_contexts = prompts, contexts
-    teacher = tr._teacher_logps({"completion_ids": completion, "completion_mask": completion_mask}, "train")
+    teacher_prompts = [tr._render(p, c) for p, c in zip(prompts, contexts)]
+    teacher = tr._teacher_logps({"completion_ids": completion, "completion_mask": completion_mask}, teacher_prompts,
+                                "train")
     for i in range(5):
         tprompt = tr._tokenize_prompts([tr._render(prompts[i], contexts[i])])[0][0]
         n = int(completion_mask[i].sum())
@@ -214,10 +269,12 @@ def test_non_finite_teacher_logps_are_clamped_and_counted(tiny_model_path, tmp_p
 
 def test_ground_truth_context_and_missing_column_error(tiny_model_path, tmp_path):
     tr = trainer(tiny_model_path, tmp_path, teacher_context="ground_truth")
+    teacher_calls = record_teacher_prompts(tr)
     rows = first_batch(tr)
     tr.model.train()
     tr._generate_and_score_completions([dict(r) for r in rows])
-    assert tr._batch_contexts[0] == rows[0]["ground_truth"]
+    assert teacher_calls[0][0] == tr._render(rows[0]["prompt"], rows[0]["ground_truth"])
+    assert rows[0]["ground_truth"] in teacher_calls[0][0][0]["content"]
     with pytest.raises(ValueError, match="ground_truth_column"):
         trainer(tiny_model_path, tmp_path, teacher_context="ground_truth",
                 dataset=toy_dataset().remove_columns("ground_truth"))
@@ -287,10 +344,42 @@ def test_skill_provider_receives_group_rewards(tiny_model_path, tmp_path):
     assert sorted(t.reward for t in trajectories if t.task_id == rec.outcomes[0][0])[:4] == sorted(rec.outcomes[0][2])
 
 
-def test_wrong_config_type_is_refused(tiny_model_path, tmp_path):
-    with pytest.raises(TypeError, match="SkillSDConfig"):
-        SkillSDTrainer(model=tiny_model_path, reward_funcs=length_reward,
-                       args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False), train_dataset=toy_dataset())
+def test_plain_grpo_config_is_upgraded_and_trains_exactly_like_grpo_without_skills(tiny_model_path, tmp_path):
+    kwargs = {k: v for k, v in config_kwargs(tmp_path / "a").items() if k != "sdl_coef"}
+    dataset = toy_dataset().remove_columns("skill")  # a GRPO dataset: Skill-SD has no context to add
+    skill = SkillSDTrainer(model=tiny_model_path, reward_funcs=length_reward, args=GRPOConfig(**kwargs),
+                           train_dataset=dataset, peft_config=lora())
+    assert isinstance(skill.args, SkillSDConfig) and skill.args.sdl_coef == 0.001 and skill.teacher is not None
+    assert skill.args.generation_batch_size == 4 and skill.args.steps_per_generation == 1
+    skill.train()
+    grpo = GRPOTrainer(model=tiny_model_path, reward_funcs=length_reward,
+                       args=GRPOConfig(**{**kwargs, "output_dir": str(tmp_path / "b")}), train_dataset=dataset,
+                       peft_config=lora())
+    grpo.train()
+    losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (skill, grpo)]
+    assert losses[0] == losses[1] and len(losses[0]) == 2
+    pa, pb = _lora_params(skill.model), _lora_params(grpo.model)
+    assert pa.keys() == pb.keys() and all(torch.equal(pa[n], pb[n]) for n in pa)
+
+
+def test_reward_funcs_default_to_none_like_grpo_trainer(tiny_model_path, tmp_path):
+    import inspect
+
+    assert inspect.signature(SkillSDTrainer.__init__).parameters["reward_funcs"].default is None
+    with pytest.raises(ValueError, match="No reward source provided"):  # the parent's own check, not a TypeError
+        SkillSDTrainer(model=tiny_model_path, args=config(tmp_path), train_dataset=toy_dataset())
+
+
+def test_a_trainer_shell_without_init_generates_like_the_parent(tiny_model_path, tmp_path):
+    shell = object.__new__(SkillSDTrainer)  # as TRL's rollout-dispatch tests build one
+    called = []
+    GRPOTrainer_generate = GRPOTrainer._generate
+    try:
+        GRPOTrainer._generate = lambda self, prompts: called.append(prompts) or ("ids", "cids", None, None, None, {})
+        assert shell._generate(["p"]) == ("ids", "cids", None, None, None, {})
+    finally:
+        GRPOTrainer._generate = GRPOTrainer_generate
+    assert called == [["p"]] and shell.teacher is None
 
 
 def test_checkpoint_saves_and_resume_restores_teacher(tiny_model_path, tmp_path):
@@ -298,8 +387,9 @@ def test_checkpoint_saves_and_resume_restores_teacher(tiny_model_path, tmp_path)
                  save_steps=1, max_steps=2)
     tr.train()
     ckpt = tmp_path / "checkpoint-1"
-    assert (ckpt / "teacher_state.pt").exists() and (ckpt / "teacher_state.json").exists()
-    saved = torch.load(ckpt / "teacher_state.pt", weights_only=True)
+    assert TEACHER_STATE_FILE.endswith(".safetensors")  # tensors only: no pickle to load
+    assert (ckpt / TEACHER_STATE_FILE).exists() and (ckpt / TEACHER_META_FILE).exists()
+    saved = load_file(ckpt / TEACHER_STATE_FILE)
     final = tr.teacher.state_dict()
     assert saved.keys() == final.keys()
     assert any(not torch.equal(saved[k], final[k]) for k in saved)  # step 1's teacher differs from the end state
@@ -308,7 +398,18 @@ def test_checkpoint_saves_and_resume_restores_teacher(tiny_model_path, tmp_path)
     resumed.restore_extra_state(str(ckpt))
     for k, v in resumed.teacher.state_dict().items():
         assert torch.equal(v, saved[k])
-    assert resumed.teacher.sync_count == json.loads((ckpt / "teacher_state.json").read_text())["sync_count"]
+    assert resumed.teacher.sync_count == json.loads((ckpt / TEACHER_META_FILE).read_text())["sync_count"]
+
+
+def test_full_finetuning_dynamic_checkpoint_keeps_no_second_copy(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path, peft=False, save_strategy="steps", save_steps=1, max_steps=1)
+    tr.train()
+    ckpt = tmp_path / "checkpoint-1"
+    assert not (ckpt / TEACHER_STATE_FILE).exists()  # the live teacher is the saved model itself
+    meta = json.loads((ckpt / TEACHER_META_FILE).read_text())
+    resumed = trainer(tiny_model_path, tmp_path / "r", peft=False)
+    resumed.restore_extra_state(str(ckpt))
+    assert resumed.teacher.sync_count == meta["sync_count"] == 1
 
 
 def test_frozen_full_copy_runs_its_own_weights(tiny_model_path, tmp_path):
