@@ -75,9 +75,43 @@ def test_schema_violations_rejected_with_reason():
     assert "longer than 50 characters" in _reason(too_long, max_field_chars=50)
     # An object that mentions none of the keys is not taken for the skill.
     assert _reason('[1, 2] {} {"answer": "x"}').startswith("no JSON object with the keys")
-    # The first object mentioning the keys is the skill, even inside a list; it is then validated strictly.
-    assert parse_skill(json.dumps([VALID])).content() == VALID
-    assert "unexpected key(s) ['x']" in _reason(json.dumps([{**VALID, "x": "1"}, VALID]))
+    # The first object mentioning the keys is the skill; it is then validated strictly.
+    assert "unexpected key(s) ['x']" in _reason(json.dumps({**VALID, "x": "1"}) + " " + VALID_JSON)
+
+
+ARRAY_REASON = "the skill is inside a JSON array; a skill must be one JSON object, not a list of objects"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps([VALID]),
+        json.dumps([VALID], indent=2),
+        json.dumps([VALID, VALID]),
+        json.dumps([{**VALID, "x": "1"}, VALID]),  # the array is the reason, before the keys are checked
+        "```json\n" + json.dumps([VALID]) + "\n```",
+        "Here are the skills:\n```json\n[\n  " + VALID_JSON + ",\n]\n```\nDone.",
+        "[" + VALID_JSON + ", " + VALID_JSON[:20],  # a truncated array: the first element still sits in a list
+        json.dumps([[VALID]]),
+        '[1, "a", ' + VALID_JSON + "]",
+    ],
+)
+def test_array_wrapped_skill_rejected(text):
+    assert _reason(text) == ARRAY_REASON
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[note] Here it is: " + VALID_JSON,  # closed brackets in prose before the object
+        "Steps [1, 2] then " + VALID_JSON + " [done]",
+        '[{"answer": 1}] ' + VALID_JSON,  # an array without the skill keys is not the skill
+        "```json\n" + VALID_JSON + "\n```\n[1] see above",
+        json.dumps({**VALID, "golden_workflow": ["Up", "Left"]}),  # a list inside the object is fine
+    ],
+)
+def test_one_object_with_brackets_around_still_parses(text):
+    assert parse_skill(text).success_analysis == VALID["success_analysis"]
 
 
 def test_extra_keys_ignore_mode():

@@ -13,6 +13,9 @@ Parsing policy (:func:`parse_skill`):
 * **Forgiving about the wrapping.** The object may sit inside ```json fences or prose, may have a trailing comma,
   and may contain raw newlines/tabs inside strings. The first balanced ``{...}`` that parses as JSON and mentions one
   of the three keys is the skill.
+* **One object, nothing else.** A skill is one JSON object. If that first object sits inside a JSON array (``[{...}]``
+  at top level, inside a code fence, or after an unclosed ``[``), the output is refused: a list of skills, or a list
+  wrapping one, is not what the summarizer was asked for, and silently taking its first element would hide the rest.
 * **Safe on hostile input.** Inputs above ``max_input_chars`` are refused before any scanning, nesting deeper than
   ``max_depth`` is refused before ``json.loads`` sees it (no RecursionError), control characters other than newline
   and tab are stripped from values, and field text is never interpreted: prompt-injection text is just text.
@@ -177,15 +180,17 @@ def validate_skill_fields(
     return out
 
 
-def _object_spans(text: str, max_depth: int) -> list[tuple[int, int, bool]]:
-    """``(begin, end, too_deep)`` of the outermost balanced ``{...}`` spans of ``text``, in order.
+def _object_spans(text: str, max_depth: int) -> list[tuple[int, int, bool, bool]]:
+    """``(begin, end, too_deep, in_array)`` of the outermost balanced ``{...}`` spans of ``text``, in order.
 
     One iterative, string-aware pass with an explicit stack: braces inside JSON strings do not count, any nesting
     costs O(n) and no recursion, and a stray unclosed ``{`` in prose does not hide a complete object after it
-    (the object still closes on the stack, and the stray never does).
+    (the object still closes on the stack, and the stray never does). ``in_array`` is true when a ``[`` was open
+    around the object when it closed (an array element, or an object after a ``[`` that never closes).
     """
     stack: list[list[int]] = []  # [begin, is_brace, own depth, deepest depth below]
-    spans: list[tuple[int, int, bool]] = []
+    spans: list[tuple[int, int, bool, bool]] = []
+    open_brackets = 0  # "[" entries on the stack
     in_string = escape = False
     for i, ch in enumerate(text):
         if in_string:
@@ -200,14 +205,16 @@ def _object_spans(text: str, max_depth: int) -> list[tuple[int, int, bool]]:
         elif ch == "{" or ch == "[":
             depth = len(stack) + 1
             stack.append([i, ch == "{", depth, depth])
+            open_brackets += ch == "["
         elif (ch == "}" or ch == "]") and stack:
             begin, is_brace, depth, deepest = stack.pop()
+            open_brackets -= not is_brace
             if stack:
                 stack[-1][3] = max(stack[-1][3], deepest)
             if is_brace and ch == "}":
-                spans.append((begin, i + 1, deepest - depth + 1 > max_depth))
+                spans.append((begin, i + 1, deepest - depth + 1 > max_depth, open_brackets > 0))
     spans.sort(key=lambda s: (s[0], -s[1]))
-    outermost: list[tuple[int, int, bool]] = []
+    outermost: list[tuple[int, int, bool, bool]] = []
     last_end = -1
     for span in spans:
         if span[0] >= last_end:
@@ -253,9 +260,9 @@ def _decode(candidate: str) -> Any:
     raise ValueError("not JSON")
 
 
-def _candidates(text: str, max_depth: int) -> Iterator[tuple[str, bool]]:
-    for begin, end, deep in _object_spans(text, max_depth)[:MAX_CANDIDATES]:
-        yield text[begin:end], deep
+def _candidates(text: str, max_depth: int) -> Iterator[tuple[str, bool, bool]]:
+    for begin, end, deep, in_array in _object_spans(text, max_depth)[:MAX_CANDIDATES]:
+        yield text[begin:end], deep, in_array
 
 
 def parse_skill(
@@ -269,7 +276,8 @@ def parse_skill(
 ) -> Skill:
     """Parse a summarizer's raw output into a :class:`Skill` (metadata such as ``task_id`` passed through).
 
-    Raises :class:`SkillParseError` with the reason when the output is not exactly one valid skill object.
+    Raises :class:`SkillParseError` with the reason when the output is not exactly one valid skill object: among
+    others when the skill object is wrapped in a JSON array (``[{...}]``), fenced or not.
     """
     if not isinstance(text, str):
         raise SkillParseError(f"summarizer output must be a string, got {type(text).__name__}")
@@ -278,7 +286,7 @@ def parse_skill(
     if "{" not in text:
         raise SkillParseError("no JSON object found in the output")
     saw_object = saw_deep = False
-    for candidate, too_deep in _candidates(text, max_depth):
+    for candidate, too_deep, in_array in _candidates(text, max_depth):
         saw_object = True
         if too_deep:
             saw_deep = True
@@ -288,6 +296,10 @@ def parse_skill(
         except ValueError:
             continue
         if isinstance(obj, dict) and any(k in obj for k in SKILL_KEYS):
+            if in_array:
+                raise SkillParseError(
+                    "the skill is inside a JSON array; a skill must be one JSON object, not a list of objects"
+                )
             content = validate_skill_fields(obj, extra_keys=extra_keys, max_field_chars=max_field_chars)
             return Skill(**content, **metadata)
     if saw_deep:
