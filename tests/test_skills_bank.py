@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from skill_sd_trl import atomic as atomic_module
-from skill_sd_trl.skills.bank import SkillBank
+from skill_sd_trl.skills.bank import SkillBank, combine_rank_deltas, subtract_deltas
 from skill_sd_trl.skills.provider import SkillProvider, SkillSelection
 from skill_sd_trl.skills.schema import Skill
 from skill_sd_trl.skills.show import format_bank
@@ -98,14 +98,43 @@ def test_capacity_evicts_worst_rated_protecting_untried():
     assert bank.add(sk("D"))
     assert [s.skill_id for s in bank.skills("t")] == ["t#0", "t#2", "t#3"]
     assert bank.stats()["evicted"] == 1
-    # Only A is rated now: it goes, even though it is better than nothing.
+    # Only A is rated now: it is the incumbent and stays; the oldest unrated skill (C) goes.
     assert bank.add(sk("E"))
-    assert [s.skill_id for s in bank.skills("t")] == ["t#2", "t#3", "t#4"]
-    # No rated skill: the oldest goes.
+    assert [s.skill_id for s in bank.skills("t")] == ["t#0", "t#3", "t#4"]
+    # Every skill rated: the worst goes, even the incumbent's runner-up.
+    bank.record_outcome("t", "t#3", [0.9])
+    bank.record_outcome("t", "t#4", [0.2])
     assert bank.add(sk("F"))
-    assert [s.skill_id for s in bank.skills("t")] == ["t#3", "t#4", "t#5"]
+    assert [s.skill_id for s in bank.skills("t")] == ["t#0", "t#3", "t#5"]
+    # No rated skill: the oldest goes.
+    fresh = SkillBank(capacity_per_task=2)
+    for name in "ABC":
+        fresh.add(sk(name))
+    assert [s.skill_id for s in fresh.skills("t")] == ["t#1", "t#2"]
     # Other tasks are unaffected by this task's capacity.
     assert bank.add(sk("A", task="u")) and len(bank.skills("u")) == 1
+
+
+def test_best_rated_skill_survives_a_flood_of_per_trajectory_skills():
+    """Trajectory mode writes up to G skills per task per step while UCB rates one: the rated incumbent must not be
+    evicted by the unrated newcomers (before: the only rated skill was the first to go)."""
+    bank = SkillBank(capacity_per_task=4)
+    for name in "ABCD":
+        bank.add(sk(name))
+    for skill_id, reward in (("t#0", 0.2), ("t#1", 0.9)):
+        bank.record_outcome("t", skill_id, [reward])
+    for step in range(3):  # three steps of 4 new unrated skills each (G = 4)
+        for g in range(4):
+            assert bank.add(sk(f"step{step}-traj{g}"))
+    ids = [s.skill_id for s in bank.skills("t")]
+    assert len(ids) == 4 and "t#1" in ids  # bounded, and the best (0.9) is kept
+    assert "t#0" not in ids  # the worse rated skill went first
+    assert bank.peek("t", "best").skill_id == "t#1"
+    # capacity 1: the single slot always takes the newcomer
+    one = SkillBank(capacity_per_task=1)
+    one.add(sk("A"))
+    one.record_outcome("t", "t#0", [5.0])
+    assert one.add(sk("B")) and [s.skill_id for s in one.skills("t")] == ["t#1"]
 
 
 def test_capacity_oldest_policy():
@@ -283,6 +312,51 @@ def test_drain_and_merge_deltas():
     assert after.selections == before.selections + 1
     assert after.reward_sum == pytest.approx(before.reward_sum + 3.0)
     assert after.reward_count == before.reward_count + 2
+
+
+def _two_rank_window():
+    """One synchronisation window of a 2-rank run: task "t" has its group of 4 split 2 + 2 across the ranks, task
+    "v" lives on rank 1 only. Both ranks hold the same bank, so both select the same skill for "t"."""
+    main = _populated()
+    main.add(sk("V", task="v"))
+    main.drain_deltas()
+    before = {e.skill.skill_id: e for e in main.entries("t")}
+    replica = SkillBank.from_dict(main.to_dict())
+    sel0, sel1 = main.select("t"), replica.select("t")
+    assert sel0.skill_id == sel1.skill_id  # deterministic UCB on identical banks
+    main.record_outcome("t", sel0.skill_id, [1.0, 2.0])
+    replica.record_outcome("t", sel1.skill_id, [3.0, 4.0])
+    replica.record_outcome("v", replica.select("v").skill_id, [0.5, 0.5, 0.5, 0.5])
+    return main, replica, before[sel0.skill_id]
+
+
+def test_combine_rank_deltas_counts_a_split_selection_once():
+    d0 = {"t": {"t#1": [1, 1, 3.0, 2]}}
+    d1 = {"t": {"t#1": [1, 1, 7.0, 2]}, "u": {"u#5": [1, 1, 2.0, 4]}}
+    before = json.dumps([d0, d1])
+    combined = combine_rank_deltas([d0, d1])
+    assert combined == {"t": {"t#1": [1, 1, 10.0, 4]}, "u": {"u#5": [1, 1, 2.0, 4]}}
+    assert json.dumps([d0, d1]) == before  # pure
+    assert combine_rank_deltas([]) == {} and combine_rank_deltas([{}, {}]) == {}
+    # two windows' worth on one rank (2 selections) against one on the other: the max, 2
+    assert combine_rank_deltas([{"t": {"a": [2, 2, 1.0, 4]}}, {"t": {"a": [1, 1, 1.0, 2]}}]) == {"t": {"a": [2, 2, 2.0, 6]}}
+    # what rank 0 must still merge after recording its own part
+    assert subtract_deltas(combined, d0) == {"t": {"t#1": [0, 0, 7.0, 2]}, "u": {"u#5": [1, 1, 2.0, 4]}}
+    assert subtract_deltas(combined, combined) == {}
+
+
+def test_two_rank_merge_counts_one_selection_per_task_per_window():
+    main, replica, before = _two_rank_window()
+    own, other = main.drain_deltas(), replica.drain_deltas()
+    main.merge_deltas(subtract_deltas(combine_rank_deltas([own, other]), own))
+    after = {e.skill.skill_id: e for e in main.entries("t")}[before.skill.skill_id]
+    # one selection and one outcome report for the window (merging each rank's delta, as before, gave 2 and 2)
+    assert (after.selections, after.outcomes) == (before.selections + 1, before.outcomes + 1)
+    assert (after.reward_sum, after.reward_count) == (pytest.approx(before.reward_sum + 10.0), before.reward_count + 4)
+    (v,) = main.entries("v")  # selected on rank 1 only: its statistics arrive whole
+    assert (v.selections, v.outcomes, v.reward_count, v.reward_sum) == (1, 1, 4, 2.0)
+    stats = main.stats()
+    assert (stats["selections"], stats["outcomes"]) == (2 + 1 + 1, 1 + 1 + 1)  # _populated's 2 and 1, then t and v
 
 
 def test_show_table_and_cli(tmp_path, capsys):

@@ -13,13 +13,21 @@ Selection (``strategy``):
 Capacity (``capacity_per_task``), when a new skill arrives for a full task (``eviction``):
 
 * ``"worst"`` (default): remove the skill with the lowest mean reward among those with reported rollouts (ties: the
-  older). Skills without any reported rollout are protected (they have not had their chance yet) unless every skill
-  is in that state, in which case the oldest goes.
+  older), except the best-rated one. Skills without any reported rollout are protected (they have not had their
+  chance yet), and so is the best-rated skill (the incumbent UCB falls back on): when no other rated skill is left,
+  the oldest unrated skill goes; when every skill is rated, the worst goes. Protecting the incumbent matters with
+  per-trajectory summaries, where a task receives up to G new (unrated) skills per step: without it the one skill
+  known to work would be the first to go.
 * ``"oldest"``: first in, first out.
 
 De-duplication: a skill whose three fields equal, after case folding and whitespace collapsing, those of a skill
 of the same task in the bank, or of one evicted from it (the last 256 per task are remembered, so a summarizer
 that keeps writing an evicted skill cannot churn the bank), is rejected and counted.
+
+Distributed runs: every rank selects a skill for the tasks of its slice of the batch, so one selection of a task's
+skill per generation batch shows up on every rank that holds part of the task's group. :func:`combine_rank_deltas`
+merges the ranks' :meth:`SkillBank.drain_deltas` so that it counts once: selections and outcome reports are the
+maximum over ranks, reward sums and reward counts the sum.
 
 Everything is guarded by one lock, so the trainer's ``select``/``record_outcome`` and a background summarizer's
 ``add`` may run concurrently. ``save`` writes atomically (temp file in the same folder, fsync, ``os.replace``):
@@ -73,6 +81,47 @@ class SkillEntry:
         data = dict(data)
         data["skill"] = Skill.from_dict(data["skill"])
         return cls(**data)
+
+
+Deltas = Mapping[str, Mapping[str, Sequence[float]]]
+
+
+def combine_rank_deltas(per_rank: Sequence[Deltas]) -> dict[str, dict[str, list[float]]]:
+    """Merge the :meth:`SkillBank.drain_deltas` of all ranks for one synchronisation window into the bank's change.
+
+    All ranks hold the same bank and UCB is deterministic, so every rank that holds part of a task's group selects the
+    same skill for it and reports its own slice's rewards. A ``(task, skill)`` selection is one selection however
+    many ranks saw it: ``selections`` and ``outcomes`` are the **maximum** over ranks, ``reward_sum`` and
+    ``reward_count`` (the rollouts themselves) the **sum**. Pure: the inputs are not modified.
+
+    Assumes one selection window per sync (one generation batch per optimizer step, TRL's default). With several
+    generation batches between two syncs, a task whose batches landed on different ranks is under-counted (the
+    maximum of 1 and 1 is 1, not 2); the rewards are still all counted.
+    """
+    combined: dict[str, dict[str, list[float]]] = {}
+    for deltas in per_rank:
+        for task_id, per_skill in (deltas or {}).items():
+            for skill_id, (sel, outs, rsum, rcount) in per_skill.items():
+                acc = combined.setdefault(task_id, {}).setdefault(skill_id, [0, 0, 0.0, 0])
+                acc[0] = max(acc[0], int(sel))
+                acc[1] = max(acc[1], int(outs))
+                acc[2] += float(rsum)
+                acc[3] += int(rcount)
+    return combined
+
+
+def subtract_deltas(total: Deltas, part: Deltas) -> dict[str, dict[str, list[float]]]:
+    """``total - part`` per ``(task, skill)`` and statistic, dropping all-zero entries: what a bank that already
+    recorded ``part`` (rank 0's own feedback) must still :meth:`SkillBank.merge_deltas` to hold ``total``. Pure."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for task_id, per_skill in total.items():
+        for skill_id, values in per_skill.items():
+            own = (part.get(task_id) or {}).get(skill_id, (0, 0, 0.0, 0))
+            diff = [int(values[0]) - int(own[0]), int(values[1]) - int(own[1]), float(values[2]) - float(own[2]),
+                    int(values[3]) - int(own[3])]
+            if any(diff):
+                out.setdefault(task_id, {})[skill_id] = diff
+    return out
 
 
 def _key_hash(skill: Skill) -> str:
@@ -164,11 +213,17 @@ class SkillBank:
         return keys
 
     def _victim(self, entries: list[SkillEntry]) -> SkillEntry:
-        if self.eviction == "oldest":
+        if self.eviction == "oldest" or len(entries) == 1:
             return min(entries, key=lambda e: e.added_seq)
         rated = [e for e in entries if e.reward_count]
+        unrated = [e for e in entries if not e.reward_count]
         if not rated:
             return min(entries, key=lambda e: e.added_seq)
+        if unrated:  # keep the incumbent: the best-rated skill (ties: the newer, as in "best")
+            best = max(rated, key=lambda e: (e.mean_reward, e.added_seq))
+            rated = [e for e in rated if e is not best]
+            if not rated:
+                return min(unrated, key=lambda e: e.added_seq)
         return min(rated, key=lambda e: (e.mean_reward, e.added_seq))
 
     # -- selection ------------------------------------------------------------------------------------------
@@ -259,7 +314,10 @@ class SkillBank:
             return deltas
 
     def merge_deltas(self, deltas: Mapping[str, Mapping[str, Sequence[float]]]) -> None:
-        """Apply another rank's :meth:`drain_deltas` (skills no longer in this bank are skipped)."""
+        """Add ``deltas`` (in :meth:`drain_deltas` form) to this bank's statistics (skills no longer in this bank are
+        skipped). In a distributed run, apply the ranks' deltas combined by :func:`combine_rank_deltas`, minus what
+        this bank recorded itself (:func:`subtract_deltas`): adding each rank's deltas would count a task whose group
+        is split across ranks once per rank."""
         with self._lock:
             for task_id, per_skill in deltas.items():
                 for skill_id, (sel, outs, rsum, rcount) in per_skill.items():
