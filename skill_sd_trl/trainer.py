@@ -167,7 +167,9 @@ class SkillSDTrainer(GRPOTrainer):
             if self.args.teacher_context == "ground_truth"
             else self.args.teacher_skill_template
         )
-        return add_context_to_prompt(prompt, context, template, self.args.teacher_skill_position)
+        # A skill is model-written text: the tokenizer's control tokens inside it are rendered as plain text.
+        return add_context_to_prompt(prompt, context, template, self.args.teacher_skill_position,
+                                     tokenizer=self.processing_class)
 
     def _plan_batch(self, inputs: list[dict]) -> _BatchPlan:
         cache: dict = {}
