@@ -70,8 +70,18 @@ def build_tiny_model(tokenizer, hidden_size: int = 16, num_layers: int = 2, seed
         config = Qwen3Config(head_dim=hidden_size // 2, **common)
     elif arch == "llama":
         config = LlamaConfig(**common)
+    elif arch == "nemotron_h":  # a hybrid: a Mamba (linear-attention) layer, then an attention layer
+        from transformers import NemotronHConfig
+
+        common.pop("num_hidden_layers")
+        common.pop("intermediate_size")
+        config = NemotronHConfig(
+            layers_block_type=["mamba", "attention"] * max(1, num_layers // 2), head_dim=hidden_size // 2,
+            intermediate_size=2 * hidden_size, ssm_state_size=8, mamba_num_heads=4, mamba_head_dim=hidden_size // 4,
+            n_groups=1, chunk_size=16, **common,
+        )
     else:
-        raise ValueError(f"arch={arch!r} is not supported; use 'qwen3' or 'llama'.")
+        raise ValueError(f"arch={arch!r} is not supported; use 'qwen3', 'llama' or 'nemotron_h'.")
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

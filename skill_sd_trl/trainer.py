@@ -311,16 +311,15 @@ class SkillSDTrainer(GRPOTrainer):
             cache = None
             if len(prompt) >= 2:
                 head = torch.tensor([list(prompt[:-1])], device=device)
-                cache = model(input_ids=head, use_cache=True, logits_to_keep=1).cache
-            if not _shareable(cache):
+                cache = _repeated(model(input_ids=head, use_cache=True, logits_to_keep=1).cache, len(rows))
+            if cache is None:
                 # Nothing to cache, or a cache that cannot be repeated across the group (e.g. the linear-attention
-                # state of a hybrid model): score the group plainly — same numbers, no sharing.
+                # layers of a hybrid model): score the group plainly — same numbers, no sharing.
                 ids = torch.tensor([list(prompt)] * len(rows), device=device)
                 seq = torch.cat([ids, completion_ids[rows]], dim=1)
                 mask = torch.cat([torch.ones_like(ids), completion_mask[rows]], dim=1)
                 logps[rows] = self._get_per_token_logps_and_entropies(model, seq, mask, length)[0].float()
                 continue
-            cache.batch_repeat_interleave(len(rows))
             # The last prompt token is re-read so that its logits score the first completion token.
             tail = torch.tensor([[prompt[-1]]] * len(rows), device=device)
             seq = torch.cat([tail, completion_ids[rows]], dim=1)
@@ -590,6 +589,13 @@ def _with_reset_text(prompt: Any, *texts: str) -> Any:
     return [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + extra}]
 
 
-def _shareable(cache) -> bool:
-    """Whether a prompt's KV cache can be repeated over its group's rollouts (hybrid models' caches may not)."""
-    return cache is not None and callable(getattr(cache, "batch_repeat_interleave", None))
+def _repeated(cache, repeats: int):
+    """``cache`` repeated for ``repeats`` rollouts, or None where it cannot be (a model without a cache, or a hybrid
+    model whose linear-attention layers lack ``batch_repeat_interleave``; the cache is then discarded)."""
+    if cache is None:
+        return None
+    try:
+        cache.batch_repeat_interleave(repeats)
+    except (AttributeError, NotImplementedError):
+        return None
+    return cache

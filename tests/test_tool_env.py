@@ -54,3 +54,46 @@ def test_tool_calls_are_masked_and_teacher_rescores_model_tokens(tiny_model_path
     model_pos = tool_mask[:n]
     assert torch.allclose(teacher[model_pos], manual[model_pos], atol=1e-4)
     assert (teacher[~model_pos] == 0).all()
+
+
+class _CounterEnv:
+    """A tool environment that owns its data and reward (no dataset prompt needed)."""
+
+    def reset(self, **kwargs):
+        self.count = 0
+        return "Increment the counter twice."
+
+    def increment(self, by: int) -> str:
+        """Increment the counter.
+
+        Args:
+            by: how much to add.
+        """
+        self.count += int(by)
+        return str(self.count)
+
+    def get_reward(self) -> float:
+        return float(self.count)
+
+
+class _OtherCounterEnv(_CounterEnv):
+    def reset(self, **kwargs):
+        self.count = 0
+        return "Increment the counter once."
+
+
+def test_several_environments_with_an_environment_only_dataset(tiny_model_path, tmp_path):
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"environment": ["a", "b", "a", "b"]})  # no prompt column: reset() supplies the task
+    tr = SkillSDTrainer(model=tiny_model_path, environment_factory={"a": _CounterEnv, "b": _OtherCounterEnv},
+                        args=config(tmp_path, max_completion_length=16, per_device_train_batch_size=2,
+                                    num_generations=2, max_steps=2),
+                        train_dataset=ds, peft_config=lora())
+    tr.train()
+    assert tr.state.global_step == 2
+    trajectories = tr.pop_finished_trajectories()
+    assert len(trajectories) == 4
+    # the summarizer's task text is what the student saw: TRL's empty prompt plus the environment's reset text
+    assert {t.task.split("] ", 1)[1] for t in trajectories} <= {"Increment the counter twice.",
+                                                              "Increment the counter once."}

@@ -434,3 +434,22 @@ def test_frozen_full_copy_runs_its_own_weights(tiny_model_path, tmp_path):
     assert torch.equal(before, after)  # the copy's plain forward is not routed to the student's
     expected = torch.log_softmax(after[0, :-1].float() / tr.args.temperature, -1).gather(1, ids[0, 1:, None])[:, 0]
     assert torch.allclose(fused[0, -3:], expected, atol=1e-5)
+
+
+def test_hybrid_model_without_a_shareable_cache_falls_back_to_plain_scoring(tmp_path):
+    from skill_sd_trl.tiny import save_tiny_model
+
+    path = save_tiny_model(tmp_path / "nemotron-h", arch="nemotron_h")
+    scores = {}
+    for cached in (True, False):
+        tr = SkillSDTrainer(model=path, reward_funcs=length_reward, train_dataset=toy_dataset(skills="all"),
+                            args=config(tmp_path / str(cached), sdl_coef=0.001, teacher_prompt_cache=cached),
+                            peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+        rows = first_batch(tr)
+        completion = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12], [5, 7, 9, 11], [6, 8, 10, 12]])
+        output = {"completion_ids": completion, "completion_mask": torch.ones_like(completion)}
+        scores[cached] = tr._teacher_logps(output, [tr._render(r["prompt"], r["skill"]) for r in rows], "train")
+        if cached:
+            tr.train()  # and a Skill-SD run on the hybrid completes
+            assert tr.state.global_step == 2
+    assert torch.allclose(scores[True], scores[False], atol=1e-4)
