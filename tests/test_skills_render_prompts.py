@@ -5,7 +5,14 @@ import re
 import pytest
 
 from skill_sd_trl.skills.prompts import DEFAULT_PROMPTS, PromptBook, PromptTemplateError, SummaryPrompt
-from skill_sd_trl.skills.render import order_for_summary, render_trajectories, render_trajectory
+from skill_sd_trl.skills.render import (
+    FOCUS_HEADER,
+    contrast_shown,
+    order_for_summary,
+    render_focus,
+    render_trajectories,
+    render_trajectory,
+)
 from skill_sd_trl.trajectory import Trajectory, Turn
 
 
@@ -92,7 +99,7 @@ def test_prompt_render_fills_placeholders():
     assert [m["role"] for m in messages] == ["system", "user"]
     user = messages[1]["content"]
     assert "Sokoban level (id lvl-3):\nPush the boxes onto the targets." in user
-    assert "2 episode(s) on this level (1 solved it; best reward 1.000)" in user
+    assert "Below are 2 episode(s) of the agent on this task (1 solved it; best reward 1.000)." in user
     assert "=== Episode 1 of 2 ===" in user and '"golden_workflow": "<' in user
     assert "{" in user and "{task" not in user
     custom = SummaryPrompt(user='Return {{"success_analysis": ...}} for {task_id}: {trajectories}', system="")
@@ -121,3 +128,51 @@ def test_prompt_template_validation(template, message):
 def test_prompt_override_type_error():
     with pytest.raises(PromptTemplateError, match="prompt override must be a string"):
         PromptBook(42)
+
+
+def tagged(tag, n_turns=3, obs_chars=40, **kw):
+    traj = long_traj(n_turns, obs_chars=obs_chars, **kw)
+    for turn in traj.turns:
+        turn.action = f"<answer>{tag}</answer>"
+    return traj
+
+
+def test_render_focus_marks_the_described_episode_and_bounds_contrast():
+    focus = tagged("FOCUSMOVE", n_turns=40, reward=-1.0)
+    others = [tagged(f"OTHER{k}", reward=float(k), success=k > 2) for k in range(6)]
+    for budget in (600, 1500, 4000, 12000):
+        text = render_focus(focus, others + [focus], max_chars=budget, max_trajectories=4)
+        assert len(text) <= budget
+        assert text.startswith(FOCUS_HEADER + "\n")
+        blocks = text.split("\n\n=== Contrast episode ")
+        assert "FOCUSMOVE" in blocks[0] and all("FOCUSMOVE" not in b for b in blocks[1:])  # never shown twice
+        assert len(blocks[0]) >= budget // 2 - 200  # the focus keeps at least about half the budget
+        m = len(blocks) - 1
+        assert m == len(contrast_shown(others, budget, 4)) and m <= 3
+        assert all(b.startswith(f"{k} of {m} (another attempt at the same task, for comparison only) ===")
+                   for k, b in enumerate(blocks[1:], 1))
+    # small budgets drop contrast episodes rather than overrun; large ones show best and worst
+    assert len(contrast_shown(others, 600, 4)) == 1
+    assert [t.reward for t in contrast_shown(others, 12000, 4)] == [5.0, 4.0, 0.0]
+    assert contrast_shown(others, 12000, 1) == []
+    assert "Contrast" not in render_focus(focus, others, max_chars=3000, max_trajectories=1)
+    with pytest.raises(ValueError, match="max_chars=500 is too small"):
+        render_focus(focus, others, max_chars=500)
+
+
+def test_prompt_render_with_focus_fills_the_focus_placeholders():
+    focus = tagged("FOCUSMOVE", reward=-2.5)
+    twin = tagged("FOCUSMOVE", reward=-2.5)  # equal content, another episode: contrast
+    winner = tagged("WIN", reward=4.0, success=True)
+    user = DEFAULT_PROMPTS["sokoban"].render([focus, twin, winner], max_chars=6000, focus=focus)[1]["content"]
+    assert ("Below is the episode to summarize (NOT SOLVED, reward -2.500), followed by 2 other episode(s) of the "
+            "same task for contrast (1 of them solved it). Write the skill about the episode to summarize") in user
+    assert user.count(FOCUS_HEADER) == 1 and user.count("=== Contrast episode") == 2
+    custom = SummaryPrompt(user="{num_trajectories}/{num_contrast}/{num_successes}/{best_reward}: {trajectories}",
+                           system="")
+    (msg,) = custom.render([focus, twin, winner], max_chars=6000, max_trajectories=2, focus=focus)
+    assert msg["content"].startswith("2/1/1/4.000: " + FOCUS_HEADER)
+    (alone,) = custom.render([], max_chars=6000, focus=focus)
+    assert alone["content"].startswith("1/0/0/-2.500: " + FOCUS_HEADER) and "Contrast" not in alone["content"]
+    (group,) = custom.render([focus, winner], max_chars=6000)
+    assert group["content"].startswith("2/0/1/4.000: === Episode 1 of 2")

@@ -156,6 +156,56 @@ def test_experience_state_round_trip_and_input_checks():
         build_summarizer("gpt")
 
 
+def test_experience_focus_describes_that_trajectory_with_the_group_as_contrast():
+    summ = ExperienceSummarizer()
+    w6, lose, w4 = group = [win6(), loser(), win4()]
+    skills = [parse_skill(summ.summarize(group, focus=f)) for f in group]
+    assert len({s.normalized_key() for s in skills}) == 3  # three trajectories, three different skills
+    s6, s_lose, s4 = skills
+    assert s6.success_analysis.startswith(
+        "This episode solved the task with 6 actions in 3 turns (reward 11.50). It played: Up x2, Left, Down x2, "
+        "Right. Progress along the way: box_on_target x2, solved. Every turn was a valid action."
+    )
+    assert "For contrast, 1 of the 2 other episode(s) solved it, with 4 actions. A shorter solution exists" in (
+        s6.success_analysis)
+    assert s4.success_analysis.startswith("This episode solved the task with 4 actions in 2 turns (reward 11.70).")
+    assert "A shorter solution exists" not in s4.success_analysis
+    assert s_lose.success_analysis.startswith(
+        "This episode did not solve the task: it reached completion 50% with reward -3.20 in 4 turns "
+        "(box_on_target). It played: Right, Left x2, Up. For contrast, 2 of the 2 other episode(s) solved it"
+    )
+    # mistakes: the focus's own, worded as this episode's; the winners' clean runs are not averaged in
+    assert s6.mistake_analysis == s4.mistake_analysis == (
+        "No invalid actions or harmful events in this episode; keep the same discipline."
+    )
+    m = s_lose.mistake_analysis
+    assert "Invalid or unparseable actions: 1 turn(s) (e.g. 'I think the box should go up')." in m
+    assert "dead corner" in m and "1 time(s), first at turn 3 after 'Left'" in m
+    assert "This episode ended without solving the task: max_steps." in m and "episode(s)" not in m
+    # golden workflow: the shortest success of the task, a contrast winner's included, even for the first focus
+    workflow = "Shortest solution seen so far (4 actions, reward 11.70, from step 2):\n1. Left x2\n2. Up\n3. Right"
+    assert s6.golden_workflow == s_lose.golden_workflow == s4.golden_workflow == workflow
+    mem = summ.memory("lvl-1")
+    assert (mem.episodes, mem.successes) == (3, 2)  # each trajectory counted once, not once per call
+
+
+def test_experience_focus_edge_cases():
+    summ = ExperienceSummarizer()
+    summ.summarize([win4()], focus=win4())  # a focus outside the list counts once; the list is contrast
+    assert summ.memory("lvl-1").episodes == 1
+    alone = parse_skill(summ.summarize([], focus=loser()))
+    assert alone.success_analysis.endswith(
+        "It played: Right, Left x2, Up. An earlier episode did solve it in 4 actions: follow the golden workflow."
+    )
+    w = win6()
+    twin = parse_skill(ExperienceSummarizer().summarize([w, win6()], focus=w)).success_analysis
+    assert "For contrast, 1 of the 1 other episode(s) solved it, with 6 actions." in twin  # an equal twin is contrast
+    only_losses = parse_skill(ExperienceSummarizer().summarize([loser(), loser()], focus=loser())).success_analysis
+    assert "For contrast, none of the 2 other episode(s) solved it (best completion 50%)." in only_losses
+    with pytest.raises(ValueError, match="takes the trajectories of one task"):
+        summ.summarize([win4()], focus=soko([], False, 0.0, task_id="other"))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # OpenAI-compatible endpoint against a real loopback HTTP server
 # ---------------------------------------------------------------------------------------------------------------
@@ -249,6 +299,24 @@ def test_http_success_request_shape_and_auth(server, client_factory):
     assert [m["role"] for m in body["messages"]] == ["system", "user"]
     assert "Sokoban level (id lvl-1)" in body["messages"][1]["content"]
     assert client.name == "openai:qwen-test"
+
+
+def test_http_focus_prompt_describes_the_focus_episode(server, client_factory):
+    server.add()
+    client = client_factory(max_prompt_chars=6000, max_trajectories=2)
+    w6, lose, w4 = win6(), loser(), win4()
+    assert parse_skill(client.summarize([w6, lose, w4], focus=lose)).content() == SKILL
+    messages = server.requests[0]["body"]["messages"]
+    assert "When one episode is marked as the episode to summarize, the skill is about that episode" in (
+        messages[0]["content"])
+    user = messages[1]["content"]
+    assert "Below is the episode to summarize (NOT SOLVED, reward -3.200), followed by 1 other episode(s) of the " \
+           "same task for contrast (1 of them solved it)." in user
+    focus_at = user.index("=== EPISODE TO SUMMARIZE")
+    contrast_at = user.index("=== Contrast episode 1 of 1")
+    assert focus_at < user.index("I think the box should go up") < contrast_at  # the loser's own turn, in its block
+    assert user.count("=== Contrast episode") == 1  # max_trajectories=2: the focus and one contrast
+    assert "reward -3.200" in user[focus_at:contrast_at] and "reward -3.200" not in user[contrast_at:]
 
 
 def test_http_timeout_then_no_retry_left(server, client_factory):

@@ -7,11 +7,18 @@ A template is a pair of ``str.format`` strings (system, user). The user template
 ``{task_id}``         the task id
 ``{env_name}``        the environment name
 ``{trajectories}``    the rendered episodes (required; ``{trajectory}`` is an alias)
-``{num_trajectories}`` how many episodes are shown
+``{intro}``           one sentence introducing the episodes: the group, or the episode to summarize and its contrast
+``{num_trajectories}`` how many episodes are shown (the focus included)
+``{num_contrast}``    how many of them are contrast episodes (0 for a group summary)
 ``{num_successes}``   how many of them solved the task
 ``{best_reward}``     the best reward among them
 ``{schema}``          the JSON skeleton the answer must follow
 ==================== ==========================================================
+
+Per-trajectory summaries (``render(..., focus=trajectory)``, the default of the training callback) render the focus
+episode first under ``=== EPISODE TO SUMMARIZE ... ===`` with at least half of ``max_chars``, then contrast episodes
+under ``=== Contrast episode k of m ... ===``, so even a custom template that only uses ``{trajectories}`` makes the
+described episode unambiguous.
 
 Literal braces (for example a JSON example) must be doubled: ``{{`` and ``}}``. Templates are validated when
 built, so a typo fails at configuration time with the placeholder name, not mid-training.
@@ -24,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..trajectory import Trajectory
-from .render import order_for_summary, render_trajectories
+from .render import contrast_shown, order_for_summary, render_focus, render_trajectories
 
 PLACEHOLDERS = (
     "task",
@@ -32,7 +39,9 @@ PLACEHOLDERS = (
     "env_name",
     "trajectories",
     "trajectory",
+    "intro",
     "num_trajectories",
+    "num_contrast",
     "num_successes",
     "best_reward",
     "schema",
@@ -47,7 +56,9 @@ SCHEMA_HINT = (
 _COMMON_RULES = (
     "Answer with exactly one JSON object with exactly the keys success_analysis, mistake_analysis and "
     "golden_workflow, each a non-empty string, and nothing else. Be concrete and specific to this task; "
-    "do not invent facts that the episodes do not show."
+    "do not invent facts that the episodes do not show. When one episode is marked as the episode to summarize, "
+    "the skill is about that episode (what it did right, the mistakes it made); the contrast episodes only help "
+    "judge it."
 )
 
 GENERIC_SYSTEM = (
@@ -58,8 +69,7 @@ GENERIC_SYSTEM = (
 GENERIC_USER = """Task (environment {env_name}, id {task_id}):
 {task}
 
-Below are {num_trajectories} episode(s) of the agent on this task ({num_successes} solved it; best reward \
-{best_reward}).
+{intro}
 
 {trajectories}
 
@@ -76,7 +86,7 @@ SOKOBAN_SYSTEM = (
 SOKOBAN_USER = """Sokoban level (id {task_id}):
 {task}
 
-Below are {num_trajectories} episode(s) on this level ({num_successes} solved it; best reward {best_reward}).
+{intro}
 Each turn shows the agent's answer, the moves applied, events such as box_on_target or box_in_dead_corner, and
 the board afterwards.
 
@@ -95,7 +105,7 @@ APPWORLD_SYSTEM = (
 APPWORLD_USER = """Task (id {task_id}):
 {task}
 
-Below are {num_trajectories} episode(s) on this task ({num_successes} solved it; best reward {best_reward}).
+{intro}
 Each turn shows the code the agent ran and the output or error it got.
 
 {trajectories}
@@ -146,21 +156,53 @@ class SummaryPrompt:
         _check_format_string(self.system, "summary prompt system template", require_trajectories=False)
 
     def render(
-        self, trajectories: Sequence[Trajectory], max_chars: int = 12000, max_trajectories: int = 4
+        self,
+        trajectories: Sequence[Trajectory],
+        max_chars: int = 12000,
+        max_trajectories: int = 4,
+        focus: Trajectory | None = None,
     ) -> list[dict[str, str]]:
-        """Chat messages asking for a skill about ``trajectories`` (all of one task)."""
-        if not trajectories:
-            raise ValueError("cannot build a summary prompt without trajectories")
-        shown = order_for_summary(trajectories, max_trajectories)
+        """Chat messages asking for a skill about ``trajectories`` (all of one task), or, with ``focus``, about that
+        one episode with ``trajectories`` (the focus excluded by identity) shown as contrast. ``max_trajectories``
+        bounds the episodes shown, the focus included; ``max_chars`` bounds their rendered text."""
+        if focus is None:
+            if not trajectories:
+                raise ValueError("cannot build a summary prompt without trajectories")
+            shown = order_for_summary(trajectories, max_trajectories)
+            text = render_trajectories(shown, max_chars=max_chars, max_trajectories=max_trajectories)
+            num_contrast = 0
+            intro = (
+                f"Below are {len(shown)} episode(s) of the agent on this task ({sum(t.success for t in shown)} solved "
+                f"it; best reward {max(t.reward for t in shown):.3f})."
+            )
+        else:
+            others = [t for t in trajectories if t is not focus]
+            text = render_focus(focus, others, max_chars, max_trajectories)
+            contrast = contrast_shown(others, max_chars, max_trajectories)
+            num_contrast = len(contrast)
+            shown = [focus, *contrast]
+            intro = (
+                f"Below is the episode to summarize ({'SOLVED' if focus.success else 'NOT SOLVED'}, reward "
+                f"{focus.reward:.3f})"
+                + (
+                    f", followed by {num_contrast} other episode(s) of the same task for contrast "
+                    f"({sum(t.success for t in contrast)} of them solved it)."
+                    if num_contrast
+                    else "."
+                )
+                + " Write the skill about the episode to summarize: what it did right, the mistakes it made, and the "
+                "workflow that solves the task."
+            )
         first = shown[0]
-        text = render_trajectories(shown, max_chars=max_chars, max_trajectories=max_trajectories)
         values = {
             "task": first.task.strip()[: max_chars // 3],
             "task_id": first.task_id,
             "env_name": first.env_name,
             "trajectories": text,
             "trajectory": text,
+            "intro": intro,
             "num_trajectories": len(shown),
+            "num_contrast": num_contrast,
             "num_successes": sum(t.success for t in shown),
             "best_reward": f"{max(t.reward for t in shown):.3f}",
             "schema": SCHEMA_HINT,

@@ -1,5 +1,9 @@
 """Trajectories as text for a summarizer prompt, within a character budget.
 
+Two layouts: :func:`render_trajectories` shows a task's group of episodes side by side (group summaries);
+:func:`render_focus` shows the one episode a per-trajectory skill describes, clearly marked, then other episodes of
+the task marked as contrast.
+
 A long episode is cut in the middle, not at the end: the beginning shows how the agent approached the task and
 the end shows how it finished (or failed), which is what a summary needs. The cut is explicit
 (``[... 12 turns elided ...]``) so the summarizer does not mistake a gap for consecutive turns.
@@ -130,3 +134,48 @@ def render_trajectories(trajectories: Sequence[Trajectory], max_chars: int = 120
     for k, traj in enumerate(chosen, 1):
         parts.append(f"=== Episode {k} of {len(chosen)} ===\n" + render_trajectory(traj, share, include_task=False))
     return "\n\n".join(parts)
+
+
+FOCUS_HEADER = "=== EPISODE TO SUMMARIZE (the skill describes this episode) ==="
+CONTRAST_HEADER = "=== Contrast episode {k} of {m} (another attempt at the same task, for comparison only) ==="
+
+
+def _contrast_share(max_chars: int, m: int) -> int:
+    """Characters for each of ``m`` contrast episodes: they share the half of the budget the focus does not keep."""
+    header = len(CONTRAST_HEADER.format(k=m, m=m)) + 1
+    return (max_chars - max_chars // 2) // m - header - 2  # 2: the blank line between blocks
+
+
+def contrast_shown(contrast: Sequence[Trajectory], max_chars: int = 12000, max_trajectories: int = 4) -> list[Trajectory]:
+    """The contrast episodes :func:`render_focus` shows: up to ``max_trajectories - 1`` (best and worst first), fewer
+    when each would get less than 200 characters of the budget."""
+    if max_trajectories <= 1:
+        return []
+    shown = order_for_summary(list(contrast), max_trajectories - 1)
+    m = len(shown)
+    while m and _contrast_share(max_chars, m) < 200:
+        m -= 1
+    return order_for_summary(list(contrast), m) if m else []
+
+
+def render_focus(
+    focus: Trajectory, contrast: Sequence[Trajectory], max_chars: int = 12000, max_trajectories: int = 4
+) -> str:
+    """The episode a per-trajectory skill describes, then the contrast episodes of :func:`contrast_shown` (``focus``
+    itself, if it is among ``contrast``, is left out by identity), all within ``max_chars``.
+
+    The focus comes first, under its own header, with at least half the budget (all of it without contrast); the
+    contrast episodes share the rest equally, each under a header that marks it as contrast. Contrast episodes that
+    would get less than 200 characters are left out rather than overrunning the budget.
+    """
+    if max_chars < 600:
+        raise ValueError(f"max_chars={max_chars} is too small to render a focus episode; use at least 600")
+    shown = contrast_shown([t for t in contrast if t is not focus], max_chars, max_trajectories)
+    parts = []
+    if shown:
+        share = _contrast_share(max_chars, len(shown))
+        for k, traj in enumerate(shown, 1):
+            header = CONTRAST_HEADER.format(k=k, m=len(shown))
+            parts.append(header + "\n" + render_trajectory(traj, share, include_task=False))
+    focus_chars = max_chars - sum(len(p) + 2 for p in parts) - len(FOCUS_HEADER) - 1
+    return "\n\n".join([FOCUS_HEADER + "\n" + render_trajectory(focus, focus_chars, include_task=False)] + parts)

@@ -1,16 +1,19 @@
 """Summarizer backends: trajectories of one task in, the raw text of one skill JSON object out.
 
 All backends share one interface, :class:`Summarizer`: a ``name`` (stored in each skill's metadata) and
-``summarize(trajectories) -> str``. The caller parses the text with :func:`~skill_sd_trl.skills.schema.parse_skill`
-so every backend is held to the same schema and every failure is counted in the same place.
+``summarize(trajectories, focus=None) -> str``. With ``focus`` (one trajectory of the task, the paper's
+per-trajectory summary) the skill describes that trajectory, and ``trajectories`` (the task's other episodes of the
+step; the focus may be among them) serve only as contrast. Without it the skill summarizes the whole group. The
+caller parses the text with :func:`~skill_sd_trl.skills.schema.parse_skill` so every backend is held to the same
+schema and every failure is counted in the same place.
 
 * :class:`TransformersSummarizer`: a local causal LM (path or model object + tokenizer), chat template, greedy.
 * :class:`OpenAIChatSummarizer`: any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, TGI, OpenAI, ...),
   stdlib ``urllib`` only, per-call timeout, retries with exponential backoff on timeouts, 429 and 5xx.
 * :class:`ExperienceSummarizer`: no model at all. It writes the skill from what the episodes show: the shortest
   successful action sequence seen so far for the task (kept across calls), the mistakes recorded by the
-  environment (``Turn.valid``, ``Turn.info["events"]``) and what the winning episodes did. The offline default,
-  and the baseline an LLM summarizer has to beat.
+  environment (``Turn.valid``, ``Turn.info["events"]``) and what the episode (or the winning episodes) did. The
+  offline default, and the baseline an LLM summarizer has to beat.
 """
 
 from __future__ import annotations
@@ -44,21 +47,33 @@ class SummarizerError(RuntimeError):
         self.retryable = retryable
 
 
-def _check_one_task(trajectories: Sequence[Trajectory]) -> None:
-    if not trajectories:
+def _check_one_task(trajectories: Sequence[Trajectory], focus: Trajectory | None = None) -> None:
+    if not trajectories and focus is None:
         raise ValueError("summarize() needs at least one trajectory")
-    task_ids = {t.task_id for t in trajectories}
+    task_ids = {t.task_id for t in trajectories} | ({focus.task_id} if focus is not None else set())
     if len(task_ids) > 1:
         raise ValueError(f"summarize() takes the trajectories of one task; got task ids {sorted(task_ids)[:5]}")
 
 
+def contrast_of(trajectories: Sequence[Trajectory], focus: Trajectory | None) -> list[Trajectory]:
+    """The trajectories other than ``focus`` (by identity: an identical twin of the focus is still contrast)."""
+    return [t for t in trajectories if t is not focus]
+
+
 class Summarizer(ABC):
-    """Turns the finished trajectories of one task into the raw text of one skill JSON object."""
+    """Turns finished trajectories of one task into the raw text of one skill JSON object.
+
+    ``summarize(trajectories, focus=None)``: with ``focus``, the skill describes that one trajectory (what it did,
+    its mistakes) and ``trajectories``, the task's group (the focus may be among them), are contrast only. Without
+    ``focus``, the skill summarizes the group. A subclass written for the older ``summarize(trajectories)`` still
+    works with :class:`~skill_sd_trl.skills.callback.SkillSummarizerCallback`: in trajectory mode it receives the
+    focus trajectory alone.
+    """
 
     name: str = "summarizer"
 
     @abstractmethod
-    def summarize(self, trajectories: Sequence[Trajectory]) -> str:
+    def summarize(self, trajectories: Sequence[Trajectory], focus: Trajectory | None = None) -> str:
         """Return raw text expected to contain one skill JSON object (parsed and validated by the caller)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -75,13 +90,19 @@ class LLMSummarizer(Summarizer):
         self.max_prompt_chars = max_prompt_chars
         self.max_trajectories = max_trajectories
 
-    def build_messages(self, trajectories: Sequence[Trajectory]) -> list[dict[str, str]]:
-        _check_one_task(trajectories)
-        template = self.prompts.for_env(trajectories[0].env_name)
-        return template.render(trajectories, max_chars=self.max_prompt_chars, max_trajectories=self.max_trajectories)
+    def build_messages(
+        self, trajectories: Sequence[Trajectory], focus: Trajectory | None = None
+    ) -> list[dict[str, str]]:
+        """The chat prompt; with ``focus`` it asks for a skill about that episode, the others shown as contrast
+        (at most ``max_trajectories`` episodes in all, focus included, within ``max_prompt_chars``)."""
+        _check_one_task(trajectories, focus)
+        template = self.prompts.for_env((focus or trajectories[0]).env_name)
+        return template.render(
+            trajectories, max_chars=self.max_prompt_chars, max_trajectories=self.max_trajectories, focus=focus
+        )
 
-    def summarize(self, trajectories: Sequence[Trajectory]) -> str:
-        return self.complete(self.build_messages(trajectories))
+    def summarize(self, trajectories: Sequence[Trajectory], focus: Trajectory | None = None) -> str:
+        return self.complete(self.build_messages(trajectories, focus))
 
     @abstractmethod
     def complete(self, messages: list[dict[str, str]]) -> str:
@@ -451,13 +472,17 @@ class ExperienceSummarizer(Summarizer):
     """Writes the skill JSON from the episodes alone (no model, no ground truth).
 
     * ``golden_workflow``: the shortest successful action sequence seen so far for the task (remembered across
-      calls, ties keep the earlier one); before any success, the best attempt so far (highest completion, then
-      reward) up to its last progress event.
-    * ``mistake_analysis``: what the episodes of this call show: invalid turns (``Turn.valid`` false or an
+      calls, ties keep the earlier one; with a ``focus``, the contrast episodes count as seen); before any success,
+      the best attempt so far (highest completion, then reward) up to its last progress event.
+    * ``mistake_analysis``: with a ``focus``, that episode's own mistakes: invalid turns (``Turn.valid`` false or an
       ``invalid_action`` event), known harmful events (dead corners, boxes off targets, wall bumps), API errors
-      (``api_error: <message>``), and how unsolved episodes ended.
-    * ``success_analysis``: how many episodes succeeded, their move counts, the shortest winner's actions, the
-      most used actions and the progress events of the winners.
+      (``api_error: <message>``), and how it ended if unsolved. Without, the same over the episodes of this call.
+    * ``success_analysis``: with a ``focus``, what that episode did (solved or not, its actions, its progress) and
+      how the contrast episodes compare; without, how many episodes succeeded, their move counts, the shortest
+      winner's actions, the most used actions and the progress events of the winners.
+
+    Memory counters (``episodes``, ``successes``) count each trajectory once: with a ``focus`` only the focus is
+    counted (the contrast episodes are counted by their own calls).
 
     The output is deterministic for a given memory and input, so an unchanged situation produces a duplicate
     that the bank rejects instead of a near-copy.
@@ -486,12 +511,14 @@ class ExperienceSummarizer(Summarizer):
         with self._lock:
             self._memory = {tid: TaskMemory(**m) for tid, m in state["tasks"].items()}
 
-    def _update(self, mem: TaskMemory, trajectories: Sequence[Trajectory]) -> None:
+    def _update(self, mem: TaskMemory, trajectories: Sequence[Trajectory], count: bool = True) -> None:
+        """Record the episodes: the best success / attempt (idempotent: seeing an episode twice changes nothing) and,
+        when ``count``, the episode and success counters."""
         for traj in trajectories:
-            mem.episodes += 1
+            mem.episodes += int(count)
             actions = trajectory_actions(traj)
             if traj.success:
-                mem.successes += 1
+                mem.successes += int(count)
                 if mem.best_success_actions is None or len(actions) < len(mem.best_success_actions):
                     mem.best_success_actions = actions
                     mem.best_success_reward = float(traj.reward)
@@ -532,8 +559,13 @@ class ExperienceSummarizer(Summarizer):
         tail = "\nThen continue from there and avoid the mistakes listed."
         return head + "\n" + _numbered(_run_length(mem.best_attempt_actions), budget - len(head) - len(tail)) + tail
 
-    def _mistake_analysis(self, trajectories: Sequence[Trajectory]) -> str:
+    def _mistake_analysis(self, trajectories: Sequence[Trajectory], single: bool = False) -> str:
+        """``single``: the one trajectory given is the focus episode, worded as "this episode"."""
         n = len(trajectories)
+
+        def where(episodes: set[int]) -> str:
+            return "" if single else f" in {len(episodes)} of {n} episode(s)"
+
         invalid_turns = 0
         invalid_eps: set[int] = set()
         invalid_example = ""
@@ -569,23 +601,23 @@ class ExperienceSummarizer(Summarizer):
         if invalid_turns:
             example = f" (e.g. {invalid_example!r})" if invalid_example else ""
             parts.append(
-                f"Invalid or unparseable actions: {invalid_turns} turn(s) in {len(invalid_eps)} of {n} episode(s)"
-                f"{example}. {_INVALID_ADVICE}"
+                f"Invalid or unparseable actions: {invalid_turns} turn(s){where(invalid_eps)}{example}. {_INVALID_ADVICE}"
             )
         for tag in (t for t in _MISTAKES if t in tag_count):  # most harmful first
             count = tag_count[tag]
             what, advice = _MISTAKES[tag]
-            parts.append(
-                f"{what}: {count} time(s) in {len(tag_eps[tag])} of {n} episode(s), first {tag_example[tag]}. "
-                f"{advice}"
-            )
+            parts.append(f"{what}: {count} time(s){where(tag_eps[tag])}, first {tag_example[tag]}. {advice}")
         if api_errors:
             parts.append(f"API errors ({sum(api_errors.values())}): {_counts(api_errors, 4)}. {_API_ADVICE}")
         if other:
-            parts.append(f"Other events in unsolved episodes: {_counts(other)}.")
-        if endings:
+            parts.append(f"Other events in {'this unsolved episode' if single else 'unsolved episodes'}: {_counts(other)}.")
+        if endings and single:
+            parts.append(f"This episode ended without solving the task: {_counts(endings)}.")
+        elif endings:
             parts.append(f"Unsolved episodes ({sum(endings.values())} of {n}) ended by: {_counts(endings)}.")
         if not parts:
+            if single:
+                return "No invalid actions or harmful events in this episode; keep the same discipline."
             return f"No invalid actions or harmful events in the {n} episode(s) shown; keep the same discipline."
         return _clip_block("\n".join(f"- {p}" for p in parts), self.max_field_chars)
 
@@ -626,17 +658,71 @@ class ExperienceSummarizer(Summarizer):
             )
         return _clip_block(text, self.max_field_chars)
 
-    def summarize(self, trajectories: Sequence[Trajectory]) -> str:
-        _check_one_task(trajectories)
-        task_id = trajectories[0].task_id
+    def _focus_analysis(self, focus: Trajectory, contrast: Sequence[Trajectory], mem: TaskMemory) -> str:
+        """What the focus episode did, then how the contrast episodes of its group compare."""
+        actions = trajectory_actions(focus)
+        played = _clip(", ".join(_run_length(actions)), 600) or "(no action)"
+        progress = Counter(e for turn in focus.turns for e in _events(turn) if e in POSITIVE_EVENTS)
+        turns = len(focus.turns)
+        if focus.success:
+            text = (
+                f"This episode solved the task with {len(actions)} actions in {turns} turns (reward "
+                f"{focus.reward:.2f}). It played: {played}."
+            )
+            if progress:
+                text += f" Progress along the way: {_counts(progress)}."
+            if all(turn.valid for turn in focus.turns):
+                text += " Every turn was a valid action."
+        else:
+            text = (
+                f"This episode did not solve the task: it reached completion {focus.completion:.0%} with reward "
+                f"{focus.reward:.2f} in {turns} turns" + (f" ({_counts(progress)})" if progress else "")
+                + f". It played: {played}."
+            )
+        winners = [t for t in contrast if t.success]
+        if contrast:
+            m = len(contrast)
+            if winners:
+                moves = [len(trajectory_actions(t)) for t in winners]
+                text += f" For contrast, {len(winners)} of the {m} other episode(s) solved it, with {_span(moves)} actions."
+                if focus.success and min(moves) < len(actions):
+                    text += " A shorter solution exists: prefer the golden workflow."
+            else:
+                best = max(contrast, key=lambda t: (t.completion, t.reward))
+                text += (
+                    f" For contrast, none of the {m} other episode(s) solved it (best completion "
+                    f"{best.completion:.0%})."
+                )
+        if not focus.success and not winners and mem.best_success_actions is not None:
+            text += (
+                f" An earlier episode did solve it in {len(mem.best_success_actions)} actions: follow the golden "
+                "workflow."
+            )
+        elif not focus.success and winners:
+            text += " Follow the golden workflow."
+        return _clip_block(text, self.max_field_chars)
+
+    def summarize(self, trajectories: Sequence[Trajectory], focus: Trajectory | None = None) -> str:
+        _check_one_task(trajectories, focus)
+        task_id = (focus or trajectories[0]).task_id
         with self._lock:
             mem = self._memory.setdefault(task_id, TaskMemory())
-            self._update(mem, trajectories)
-            skill = {
-                "success_analysis": self._success_analysis(trajectories, mem),
-                "mistake_analysis": self._mistake_analysis(trajectories),
-                "golden_workflow": self._golden_workflow(mem),
-            }
+            if focus is None:
+                self._update(mem, trajectories)
+                skill = {
+                    "success_analysis": self._success_analysis(trajectories, mem),
+                    "mistake_analysis": self._mistake_analysis(trajectories),
+                    "golden_workflow": self._golden_workflow(mem),
+                }
+            else:
+                contrast = contrast_of(trajectories, focus)
+                self._update(mem, [focus])
+                self._update(mem, contrast, count=False)  # their winners may be the golden workflow already
+                skill = {
+                    "success_analysis": self._focus_analysis(focus, contrast, mem),
+                    "mistake_analysis": self._mistake_analysis([focus], single=True),
+                    "golden_workflow": self._golden_workflow(mem),
+                }
         assert tuple(skill) == SKILL_KEYS
         return json.dumps(skill, ensure_ascii=False, indent=2)
 
