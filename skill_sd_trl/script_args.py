@@ -9,6 +9,7 @@ from .envs.registry import ENV_NAMES
 REWARDS = ("env", "success", "completion")
 SKILL_SOURCES = ("bank", "column", "none")
 SUMMARIZERS = ("experience", "transformers", "openai")
+SKILL_GRANULARITIES = ("trajectory", "group")
 
 
 @dataclass
@@ -69,6 +70,12 @@ class SkillSDScriptArguments:
                           "file holding it (placeholders: see docs/skills.md)."},
     )
     summarizer_timeout: float = field(default=300.0, metadata={"help": "Seconds one summarizer call may take."})
+    skill_granularity: str = field(
+        default="trajectory",
+        metadata={"help": "What one skill summarizes: trajectory (the paper's: every finished episode gets its own "
+                          "skill, written about it with the rest of its task's group as contrast) or group (one skill "
+                          "per task per step over the whole group).", "choices": list(SKILL_GRANULARITIES)},
+    )
     bank_strategy: str = field(default="ucb", metadata={"help": "Skill retrieval: ucb, latest or best."})
     bank_capacity: int = field(default=8, metadata={"help": "Skills kept per task."})
     ucb_c: float = field(default=1.0, metadata={"help": "UCB1 exploration constant c."})
@@ -87,7 +94,8 @@ class SkillSDScriptArguments:
 
     def __post_init__(self):
         for name, choices in (("env_name", ENV_NAMES), ("reward", REWARDS), ("skill_source", SKILL_SOURCES),
-                              ("summarizer", SUMMARIZERS), ("bank_strategy", ("ucb", "latest", "best"))):
+                              ("summarizer", SUMMARIZERS), ("skill_granularity", SKILL_GRANULARITIES),
+                              ("bank_strategy", ("ucb", "latest", "best"))):
             value = getattr(self, name)
             if value not in choices:
                 raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(map(repr, choices))}.")

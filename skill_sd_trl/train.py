@@ -69,7 +69,8 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
         from .skills.callback import SkillSummarizerCallback
 
         summarizer = _make_summarizer(script, model_path)
-        trainer.add_callback(SkillSummarizerCallback(trainer, summarizer, bank, call_timeout=script.summarizer_timeout))
+        trainer.add_callback(SkillSummarizerCallback(trainer, summarizer, bank, call_timeout=script.summarizer_timeout,
+                                                     skill_granularity=script.skill_granularity))
     trainer.skill_bank = bank
     trainer.recipe_path = recipe_path
     return trainer

@@ -15,6 +15,7 @@ import pytest
 
 from skill_sd_trl.skills.bank import SkillBank
 from skill_sd_trl.skills.callback import SkillSummarizerCallback
+from skill_sd_trl.skills.schema import Skill
 from skill_sd_trl.skills.summarizers import ExperienceSummarizer, Summarizer, SummarizerError
 from skill_sd_trl.trajectory import Trajectory, Turn
 
@@ -100,7 +101,7 @@ def step(cb, trainer, trajectories, global_step=1):
 
 def test_slow_summarizer_does_not_block_step_end():
     trainer, bank = FakeTrainer(), SkillBank()
-    cb = SkillSummarizerCallback(trainer, SlowSummarizer(0.4), bank)
+    cb = SkillSummarizerCallback(trainer, SlowSummarizer(0.4), bank, skill_granularity="group")
     elapsed = step(cb, trainer, [traj("a"), traj("b", reward=3.0), traj("a", reward=2.0)], global_step=5)
     assert elapsed < 0.1
     m = cb.metrics()
@@ -114,6 +115,172 @@ def test_slow_summarizer_does_not_block_step_end():
     assert (skill_a.task_id, skill_a.reward, skill_a.step, skill_a.summarizer) == ("a", 2.0, 5, "slow")
     assert skill_a.skill_id == "a#0" or skill_a.skill_id == "a#1"
     cb.close()
+
+
+class FocusRecorder(Summarizer):
+    """New interface: records (focus, group) per call; the skill names the focus so tests can tell which one."""
+
+    name = "focus-recorder"
+
+    def __init__(self):
+        self.calls = []
+        self.lock = threading.Lock()
+
+    def summarize(self, trajectories, focus=None):
+        with self.lock:
+            self.calls.append((focus, list(trajectories)))
+        about = "group" if focus is None else focus.info["id"]
+        return json.dumps({"success_analysis": f"about {about}", "mistake_analysis": "m", "golden_workflow": "g"})
+
+
+class LegacyRecorder(Summarizer):
+    """Old interface, ``summarize(trajectories)`` only."""
+
+    name = "legacy"
+
+    def __init__(self):
+        self.calls = []
+
+    def summarize(self, trajectories):
+        self.calls.append([t.info["id"] for t in trajectories])
+        return json.dumps({"success_analysis": "+".join(t.info["id"] for t in trajectories), "mistake_analysis": "m",
+                           "golden_workflow": "g"})
+
+
+def batch(tasks=("a", "b"), rewards=(0.5, 3.0, -1.0), step=0):
+    out = []
+    for task in tasks:
+        for k, r in enumerate(rewards):
+            t = traj(task, reward=r, success=r > 0, step=step)
+            t.info["id"] = f"{task}{k}"
+            out.append(t)
+    return out
+
+
+def test_trajectory_mode_one_job_and_one_skill_per_trajectory():
+    trainer, bank, summ = FakeTrainer(), SkillBank(), FocusRecorder()
+    cb = SkillSummarizerCallback(trainer, summ, bank)  # the default granularity
+    assert cb.skill_granularity == "trajectory"
+    trajectories = batch()
+    assert cb.submit(trajectories, step=7) == 6
+    assert cb.flush(10)
+    m = cb.metrics()
+    assert (m["skills/submitted"], m["skills/added"], m["skills/bank_size"]) == (6, 6, 6)
+    assert len(summ.calls) == 6
+    for focus, group in summ.calls:  # each call: one focus, its own task's whole group as contrast
+        assert focus is not None
+        assert [t.info["id"] for t in group] == [f"{focus.task_id}{k}" for k in range(3)]
+    by_id = {t.info["id"]: t for t in trajectories}
+    for task in "ab":
+        skills = bank.skills(task)
+        assert sorted(s.success_analysis for s in skills) == [f"about {task}{k}" for k in range(3)]
+        for skill in skills:  # the stored reward is the described trajectory's, not the group's best
+            assert skill.reward == by_id[skill.success_analysis.split()[-1]].reward
+            assert skill.step == 7
+    assert sorted(s.reward for s in bank.skills("a")) == [-1.0, 0.5, 3.0]
+    cb.close()
+
+
+def test_group_mode_keeps_one_job_per_task_with_the_best_reward():
+    trainer, bank, summ = FakeTrainer(), SkillBank(), FocusRecorder()
+    cb = SkillSummarizerCallback(trainer, summ, bank, skill_granularity="group")
+    assert cb.submit(batch(), step=2) == 2
+    assert cb.flush(10)
+    assert [focus for focus, _ in summ.calls] == [None, None]
+    assert sorted(len(group) for _, group in summ.calls) == [3, 3]
+    assert cb.metrics()["skills/submitted"] == 2
+    for task in "ab":
+        (skill,) = bank.skills(task)
+        assert (skill.success_analysis, skill.reward) == ("about group", 3.0)
+    cb.close()
+
+
+def test_trajectory_mode_with_a_summarizer_of_the_old_interface_gets_the_focus_alone():
+    trainer, bank, summ = FakeTrainer(), SkillBank(), LegacyRecorder()
+    cb = SkillSummarizerCallback(trainer, summ, bank)
+    step(cb, trainer, batch(tasks=("a",)))
+    assert cb.flush(10)
+    assert summ.calls == [["a0"], ["a1"], ["a2"]]
+    assert sorted((s.success_analysis, s.reward) for s in bank.skills("a")) == [("a0", 0.5), ("a1", 3.0), ("a2", -1.0)]
+    cb.close()
+
+
+def test_trajectory_mode_caps_the_contrast_not_the_jobs():
+    trainer, bank, summ = FakeTrainer(), SkillBank(capacity_per_task=16), FocusRecorder()
+    cb = SkillSummarizerCallback(trainer, summ, bank, max_trajectories_per_task=2)
+    cb.submit(batch(tasks=("a",), rewards=(1.0, 2.0, 3.0, 4.0, 5.0)))
+    assert cb.flush(10)
+    assert len(summ.calls) == 5  # every trajectory has its job
+    assert all([t.reward for t in group] == [5.0, 1.0] for _, group in summ.calls)  # best and worst as contrast
+    cb.close()
+
+
+def test_queue_default_scales_with_granularity_and_counts_jobs():
+    assert SkillSummarizerCallback(FakeTrainer(), ExperienceSummarizer(), SkillBank()).max_queue == 512
+    assert SkillSummarizerCallback(FakeTrainer(), ExperienceSummarizer(), SkillBank(),
+                                   skill_granularity="group").max_queue == 64
+    trainer, summ = FakeTrainer(), GateSummarizer()
+    cb = SkillSummarizerCallback(trainer, summ, SkillBank(), max_queue=4)
+    step(cb, trainer, [traj("A")])
+    assert summ.started.wait(5)
+    step(cb, trainer, batch(tasks=("b", "c"), rewards=(1.0, 2.0, 3.0)))  # 6 trajectory jobs for 4 places
+    m = cb.metrics()
+    assert (m["skills/submitted"], m["skills/dropped"], m["skills/queued"]) == (7, 2, 5)
+    summ.release.set()
+    assert cb.flush(10)
+    assert summ.seen == ["A", "b", "c", "c", "c"]  # the two oldest jobs (b0, b1) were dropped
+    cb.close()
+
+
+def test_sync_counts_a_selection_split_across_two_ranks_once(monkeypatch):
+    """Rank 0's view of one synchronisation: the task's group was split 2 + 2 across the ranks, both selected the
+    same skill (same bank, deterministic UCB) and reported their own rewards."""
+    import torch.distributed as dist
+
+    bank = SkillBank()
+    bank.add(Skill("s", "m", "g", task_id="t"))
+    replica = SkillBank.from_dict(bank.to_dict())
+    skill_id = bank.select("t").skill_id
+    bank.record_outcome("t", skill_id, [1.0, 2.0])
+    assert replica.select("t").skill_id == skill_id
+    replica.record_outcome("t", skill_id, [3.0, 4.0])
+    rank1 = ([traj("t", reward=3.0), traj("t", reward=4.0)], replica.drain_deltas())
+
+    def all_gather_object(out, obj):
+        out[0], out[1] = obj, rank1
+
+    monkeypatch.setattr(dist, "all_gather_object", all_gather_object)
+    monkeypatch.setattr(dist, "broadcast_object_list", lambda objects, src=0: None)
+    cb = SkillSummarizerCallback(FakeTrainer(), ExperienceSummarizer(), bank)
+    cb._layout = (2, 0)
+    gathered = cb.sync([traj("t", reward=1.0), traj("t", reward=2.0)])
+    assert [t.reward for t in gathered] == [1.0, 2.0, 3.0, 4.0]
+    (entry,) = bank.entries("t")
+    assert (entry.selections, entry.outcomes, entry.reward_count, entry.reward_sum) == (1, 1, 4, 10.0)
+    assert (bank.stats()["selections"], bank.stats()["outcomes"]) == (1, 1)
+    assert bank.ucb_scores("t")[skill_id] == pytest.approx(2.5)  # mean 2.5 + c·sqrt(ln 1 / 1) = 2.5
+    cb.close()
+
+
+def test_recipe_field_reaches_the_callback(tiny_model_path, tmp_path):
+    from trl import ModelConfig
+
+    from skill_sd_trl import SkillSDConfig
+    from skill_sd_trl.script_args import SkillSDScriptArguments
+    from skill_sd_trl.train import build_trainer
+
+    assert SkillSDScriptArguments().skill_granularity == "trajectory"
+    with pytest.raises(ValueError, match="skill_granularity='episode' is not valid"):
+        SkillSDScriptArguments(skill_granularity="episode")
+    with pytest.raises(ValueError, match="skill_granularity='episode' is not supported"):
+        SkillSummarizerCallback(FakeTrainer(), ExperienceSummarizer(), SkillBank(), skill_granularity="episode")
+    args = SkillSDConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[],
+                         per_device_train_batch_size=4, num_generations=4, max_completion_length=16)
+    for granularity in ("group", "trajectory"):
+        script = SkillSDScriptArguments(env_preset="tiny", max_train_samples=1, skill_granularity=granularity)
+        trainer = build_trainer(script, args, ModelConfig(model_name_or_path=tiny_model_path))
+        (cb,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, SkillSummarizerCallback)]
+        assert (cb.skill_granularity, cb.max_queue) == (granularity, {"group": 64, "trajectory": 512}[granularity])
 
 
 def test_queue_overflow_drops_oldest():
@@ -271,8 +438,9 @@ DIST_SCRIPT = textwrap.dedent(
         assert len(bank) == 0  # multi-process: finished skills wait for the next synchronisation point
     cb.on_step_end(None, trainer.state, None)  # step 2: staged skills enter rank 0's bank, broadcast
     dump = {"step2": bank.to_dict(), "metrics": cb.metrics()}
-    sel = bank.select(task)
-    bank.record_outcome(task, sel.skill_id, [rank + 0.5, 2.0])
+    for shared in ("task-r0", "task-r1"):  # each task's group is split across both ranks: both select its skill
+        sel = bank.select(shared)
+        bank.record_outcome(shared, sel.skill_id, [rank + 0.5, 2.0])
     cb.on_step_end(None, trainer.state, None)  # step 3: each rank's feedback merged, broadcast
     dump["step3"] = bank.to_dict()
     cb.on_train_end(None, trainer.state, None)
@@ -298,10 +466,12 @@ def test_two_process_banks_identical(tmp_path):
     assert r0["step2"] == r1["step2"] and r0["step3"] == r1["step3"]
     tasks = r0["step3"]["tasks"]
     assert sorted(tasks) == ["task-r0", "task-r1"]
-    for rank, task in enumerate(["task-r0", "task-r1"]):
+    for task in ("task-r0", "task-r1"):
         (entry,) = tasks[task]["entries"]
-        assert entry["selections"] == 1 and entry["reward_count"] == 2
-        assert entry["reward_sum"] == pytest.approx(rank + 2.5)
+        # one selection (and one outcome report) per task per window, though both ranks made it; every reward counts
+        assert (entry["selections"], entry["outcomes"], entry["reward_count"]) == (1, 1, 4)
+        assert entry["reward_sum"] == pytest.approx(0.5 + 2.0 + 1.5 + 2.0)
         assert entry["skill"]["summarizer"] == "experience"
+    assert r0["step3"]["counters"]["selections"] == 2
     assert r0["metrics"]["skills/added"] == 2 and r1["metrics"]["skills/added"] == 0
     assert r1["metrics"]["skills/bank_size"] == 2

@@ -1,17 +1,30 @@
 """Asynchronous trajectory-to-skill summarization during training.
 
-:class:`SkillSummarizerCallback` takes the finished trajectories from the trainer after every optimizer step,
-groups them by task and hands each group to a background worker thread. The worker calls the summarizer, parses
-the answer (:func:`~skill_sd_trl.skills.schema.parse_skill`) and stores valid skills in the bank. Training never
-waits for a summarizer.
+:class:`SkillSummarizerCallback` takes the finished trajectories from the trainer after every optimizer step and
+turns them into summarization **jobs** for a background worker thread. The worker calls the summarizer, parses the
+answer (:func:`~skill_sd_trl.skills.schema.parse_skill`) and stores valid skills in the bank. Training never waits
+for a summarizer.
 
-Queue overflow policy: the queue holds at most ``max_queue`` task groups; when it is full, the **oldest** waiting
-group is dropped (and counted in ``skills/dropped``): newer trajectories come from a better policy and are worth
-more. ``close()`` discards whatever is still waiting; call ``flush()`` first to keep it (``on_train_end`` does).
+Granularity (``skill_granularity``):
+
+* ``"trajectory"`` (default, the paper's): every finished trajectory is one job and yields its own skill. The
+  summarizer receives that trajectory as ``focus`` and the task's trajectories of the step as contrast
+  (``summarize(group, focus=trajectory)``); the skill describes the focus and stores its reward.
+* ``"group"``: one job per task per step over the task's trajectories (``summarize(group)``); the skill stores the
+  group's best reward.
+
+A summarizer whose ``summarize`` takes no ``focus`` argument (written for the old interface) gets ``[trajectory]``
+alone in trajectory mode, so its skill still describes that trajectory.
+
+Queue overflow policy: the queue holds at most ``max_queue`` jobs (default 512 trajectories in trajectory mode, 64
+task groups in group mode); when it is full, the **oldest** waiting job is dropped (and counted in
+``skills/dropped``): newer trajectories come from a better policy and are worth more. ``close()`` discards whatever
+is still waiting; call ``flush()`` first to keep it (``on_train_end`` does).
 
 Multi-process runs (``accelerate launch`` / ``torchrun``): every rank pops its own trajectories; at each
 ``on_step_end`` they are gathered to the main process, which alone summarizes. The bandit feedback each rank
-recorded locally (``select``/``record_outcome``) is merged into the main process's bank, skills finished by the
+recorded locally (``select``/``record_outcome``) is merged into the main process's bank (a selection counted once
+however many ranks made it: :func:`~skill_sd_trl.skills.bank.combine_rank_deltas`), skills finished by the
 worker since the last step are added, and the main bank is broadcast, so every rank holds the same bank at the
 same step (and, UCB being deterministic, selects the same skill for the same task). In a single process the worker
 adds skills to the bank as soon as they are ready.
@@ -19,6 +32,7 @@ adds skills to the bank as soon as they are ready.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -31,7 +45,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from ..trajectory import Trajectory
-from .bank import SkillBank, atomic_write_json
+from .bank import SkillBank, atomic_write_json, combine_rank_deltas, subtract_deltas
 from .render import order_for_summary
 from .schema import Skill, SkillParseError, parse_skill
 from .summarizers import Summarizer, SummarizerError
@@ -40,14 +54,33 @@ logger = logging.getLogger(__name__)
 
 BANK_FILE = "skill_bank.json"
 SUMMARIZER_STATE_FILE = "skill_summarizer.json"
+GRANULARITIES = ("trajectory", "group")
+DEFAULT_MAX_QUEUE = {"trajectory": 512, "group": 64}
 
 
 @dataclass
 class _Job:
     task_id: str
-    trajectories: list[Trajectory]
+    trajectories: list[Trajectory]  # the task's group of the step (capped); trajectory mode: the contrast pool
     step: int
+    focus: Trajectory | None = None  # trajectory mode: the trajectory this job's skill describes
     enqueued: float = field(default_factory=time.monotonic)
+
+
+def accepts_focus(summarizer: Any) -> bool:
+    """Whether ``summarizer.summarize`` takes a ``focus`` keyword (the per-trajectory interface)."""
+    try:
+        params = inspect.signature(summarizer.summarize).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "focus" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _skill_reward(job: _Job) -> float:
+    """The reward a skill stores: its focus trajectory's (trajectory mode), the group's best (group mode)."""
+    if job.focus is not None:
+        return float(job.focus.reward)
+    return max(float(t.reward) for t in job.trajectories)
 
 
 class _CallTimeout(Exception):
@@ -62,13 +95,18 @@ class SkillSummarizerCallback(TrainerCallback):
             the process layout, else ``torch.distributed`` does, else a single process is assumed.
         summarizer: any :class:`~skill_sd_trl.skills.summarizers.Summarizer`.
         bank: the :class:`~skill_sd_trl.skills.bank.SkillBank` the trainer selects from.
-        max_queue: task groups waiting at most; beyond, the oldest is dropped.
+        skill_granularity: ``"trajectory"`` (default): one job, and one skill, per finished trajectory, summarized
+            with the rest of its task's group as contrast; ``"group"``: one job per task per step over the group.
+        max_queue: jobs waiting at most; beyond, the oldest is dropped. ``None`` (default): 512 in trajectory mode
+            (64 groups of 8 trajectories), 64 in group mode. A job is one trajectory in trajectory mode: a step
+            queues ``tasks × num_generations`` jobs, so keep it at several steps' worth.
         call_timeout: seconds one summarizer call may take. A call that overruns is abandoned (its thread is left to
             finish on its own, its result ignored) and counts as a timeout.
         retries: extra attempts after a timeout or a retryable :class:`SummarizerError`. Parse failures are not
             retried (greedy decoding would repeat them).
         retry_backoff: seconds before the first retry, doubled after each.
-        max_trajectories_per_task: cap on the trajectories of one task handed over in one call (best and worst kept).
+        max_trajectories_per_task: cap on the trajectories of one task handed over in one call (best and worst kept;
+            in trajectory mode the cap applies to the contrast group, and every trajectory still gets its job).
         parse_kwargs: forwarded to :func:`parse_skill` (e.g. ``{"extra_keys": "ignore"}``).
         flush_on_train_end: seconds ``on_train_end`` waits for the queue to drain before closing.
         log_metrics: add :meth:`metrics` into the ``logs`` dict in ``on_log``.
@@ -80,7 +118,8 @@ class SkillSummarizerCallback(TrainerCallback):
         summarizer: Summarizer,
         bank: SkillBank,
         *,
-        max_queue: int = 64,
+        skill_granularity: str = "trajectory",
+        max_queue: int | None = None,
         call_timeout: float = 300.0,
         retries: int = 1,
         retry_backoff: float = 2.0,
@@ -93,11 +132,17 @@ class SkillSummarizerCallback(TrainerCallback):
             raise TypeError("trainer must provide pop_finished_trajectories() -> list[Trajectory]")
         if not callable(getattr(summarizer, "summarize", None)):
             raise TypeError(f"summarizer must have a summarize(trajectories) method, got {type(summarizer).__name__}")
+        if skill_granularity not in GRANULARITIES:
+            raise ValueError(f"skill_granularity={skill_granularity!r} is not supported; use one of {GRANULARITIES}")
+        if max_queue is None:
+            max_queue = DEFAULT_MAX_QUEUE[skill_granularity]
         if max_queue < 1 or call_timeout <= 0 or retries < 0 or max_trajectories_per_task < 1:
             raise ValueError("need max_queue >= 1, call_timeout > 0, retries >= 0, max_trajectories_per_task >= 1")
         self.trainer = trainer
         self.summarizer = summarizer
         self.bank = bank
+        self.skill_granularity = skill_granularity
+        self._focus_aware = accepts_focus(summarizer)
         self.max_queue = int(max_queue)
         self.call_timeout = float(call_timeout)
         self.retries = int(retries)
@@ -142,29 +187,40 @@ class SkillSummarizerCallback(TrainerCallback):
         return self._world()[1] == 0
 
     # -- queue ----------------------------------------------------------------------------------------------
-    def submit(self, trajectories: Sequence[Trajectory], step: int = 0) -> int:
-        """Group ``trajectories`` by task and queue them for summarization; returns the number of groups queued.
-
-        Never blocks on the summarizer; a full queue drops its oldest group.
-        """
+    def _jobs(self, trajectories: Sequence[Trajectory], step: int) -> list[_Job]:
         groups: dict[str, list[Trajectory]] = {}
         for traj in trajectories:
             groups.setdefault(traj.task_id, []).append(traj)
+        jobs: list[_Job] = []
+        for task_id, group in groups.items():
+            pool = group
+            if len(pool) > self.max_trajectories_per_task:
+                pool = order_for_summary(pool, self.max_trajectories_per_task)
+            if self.skill_granularity == "group":
+                jobs.append(_Job(task_id, pool, max([t.step for t in pool] + [step])))
+            else:  # every trajectory, kept by the cap or not, gets its own job
+                jobs.extend(_Job(task_id, pool, max(t.step, step), focus=t) for t in group)
+        return jobs
+
+    def submit(self, trajectories: Sequence[Trajectory], step: int = 0) -> int:
+        """Queue ``trajectories`` for summarization; returns the number of jobs queued: one per trajectory in
+        trajectory mode, one per task in group mode.
+
+        Never blocks on the summarizer; a full queue drops its oldest job.
+        """
+        jobs = self._jobs(trajectories, step)
         with self._cond:
             self._closed = False  # submitting after close() (a second train() call) reopens with a fresh worker
-            for task_id, trajs in groups.items():
-                if len(trajs) > self.max_trajectories_per_task:
-                    trajs = order_for_summary(trajs, self.max_trajectories_per_task)
-                job_step = max([t.step for t in trajs] + [step])
+            for job in jobs:
                 if len(self._queue) >= self.max_queue:
                     dropped = self._queue.popleft()
                     self._counts["dropped"] += 1
-                    logger.warning("skill queue full (%d): dropped task %s", self.max_queue, dropped.task_id)
-                self._queue.append(_Job(task_id, trajs, job_step))
+                    logger.warning("skill queue full (%d): dropped a job of task %s", self.max_queue, dropped.task_id)
+                self._queue.append(job)
                 self._counts["submitted"] += 1
             self._ensure_worker()
             self._cond.notify_all()
-        return len(groups)
+        return len(jobs)
 
     def _ensure_worker(self) -> None:
         if self._worker is None or not self._worker.is_alive() or self._worker_generation != self._generation:
@@ -194,7 +250,7 @@ class SkillSummarizerCallback(TrainerCallback):
                     self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued group has been processed; False if ``timeout`` seconds passed first."""
+        """Wait until every queued job has been processed; False if ``timeout`` seconds passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._queue or self._busy:
@@ -207,7 +263,7 @@ class SkillSummarizerCallback(TrainerCallback):
         return True
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker; groups still waiting are discarded (call :meth:`flush` first to keep them)."""
+        """Stop the worker; jobs still waiting are discarded (call :meth:`flush` first to keep them)."""
         with self._cond:
             self._closed = True
             self._generation += 1
@@ -223,13 +279,20 @@ class SkillSummarizerCallback(TrainerCallback):
             if reason:
                 self.failure_reasons[reason] += 1
 
-    def _call(self, trajectories: list[Trajectory]) -> str:
+    def _invoke(self, job: _Job) -> str:
+        if job.focus is None:
+            return self.summarizer.summarize(job.trajectories)
+        if self._focus_aware:
+            return self.summarizer.summarize(job.trajectories, focus=job.focus)
+        return self.summarizer.summarize([job.focus])  # old interface: the focus alone, so the skill describes it
+
+    def _call(self, job: _Job) -> str:
         """Run the summarizer in its own daemon thread so an overrunning call can be abandoned."""
         box: dict[str, Any] = {}
 
         def target() -> None:
             try:
-                box["text"] = self.summarizer.summarize(trajectories)
+                box["text"] = self._invoke(job)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the worker thread
                 box["error"] = exc
 
@@ -249,7 +312,7 @@ class SkillSummarizerCallback(TrainerCallback):
                 time.sleep(self.retry_backoff * 2 ** (attempt - 1))
             start = time.monotonic()
             try:
-                text = self._call(job.trajectories)
+                text = self._call(job)
             except _CallTimeout as exc:
                 self._count("timeouts")
                 last = str(exc)
@@ -278,7 +341,7 @@ class SkillSummarizerCallback(TrainerCallback):
             skill = parse_skill(
                 text,
                 task_id=job.task_id,
-                reward=max(float(t.reward) for t in job.trajectories),
+                reward=_skill_reward(job),
                 step=job.step,
                 summarizer=getattr(self.summarizer, "name", type(self.summarizer).__name__),
                 **self.parse_kwargs,
@@ -333,10 +396,12 @@ class SkillSummarizerCallback(TrainerCallback):
         dist.all_gather_object(gathered, (trajectories, self.bank.drain_deltas()))
         result: list[Trajectory] = []
         if rank == 0:
-            for r, (trajs, deltas) in enumerate(gathered):
+            for trajs, _ in gathered:
                 result.extend(trajs)
-                if r != 0:  # rank 0's feedback is already in its bank
-                    self.bank.merge_deltas(deltas)
+            # A (task, skill) selection counts once per window however many ranks hold part of the task's group;
+            # rank 0's own feedback is already in its bank, so only the rest is merged.
+            combined = combine_rank_deltas([deltas for _, deltas in gathered])
+            self.bank.merge_deltas(subtract_deltas(combined, gathered[0][1]))
             with self._cond:
                 staged, self._staged = self._staged, []
             for skill in staged:
