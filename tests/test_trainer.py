@@ -453,3 +453,18 @@ def test_hybrid_model_without_a_shareable_cache_falls_back_to_plain_scoring(tmp_
             tr.train()  # and a Skill-SD run on the hybrid completes
             assert tr.state.global_step == 2
     assert torch.allclose(scores[True], scores[False], atol=1e-4)
+
+
+def test_teacher_prompt_cache_uses_no_deprecated_api(tiny_model_path, tmp_path):
+    import warnings
+
+    tr = trainer(tiny_model_path, tmp_path, dataset=toy_dataset(skills="all"))
+    rows = first_batch(tr)
+    completion = torch.tensor([[5, 6, 7, 8]] * 4)
+    output = {"completion_ids": completion, "completion_mask": torch.ones_like(completion)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tr._teacher_logps(output, [tr._render(r["prompt"], r["skill"]) for r in rows], "train")
+    deprecations = [str(w.message) for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))
+                    and "gradient_checkpointing" not in str(w.message)]
+    assert deprecations == []
