@@ -464,7 +464,7 @@ class SkillSDTrainer(GRPOTrainer):
         super().save_model(output_dir, _internal_call)
         output_dir = output_dir or self.args.output_dir
         if self.teacher is not None and self.teacher.is_peft and self.args.should_save:
-            # PEFT saves every adapter; the teacher's lives in teacher_state.pt instead, so the folder holds one model.
+            # PEFT saves every adapter; the teacher's lives in TEACHER_STATE_FILE instead, so the folder holds one model.
             shutil.rmtree(os.path.join(output_dir, self.args.teacher_adapter_name), ignore_errors=True)
         if self.teacher is not None and self.args.should_save:
             if self.teacher.owns_weights:  # a live full-model teacher *is* the saved model: no second copy
