@@ -36,6 +36,13 @@ def test_two_process_training_matches_one_process(tiny_model_path, tmp_path):
     # same skills (and UCB statistics) on every rank
     assert r0["bank"] == r1["bank"]
     assert r0["bank"]["tasks"], "no skill was produced"
+    # one UCB selection per task per generation batch, as in one process, though both ranks hold part of the group
+    def ucb_counts(bank):
+        return {t: [(e["selections"], e["outcomes"], e["reward_count"]) for e in v["entries"]]
+                for t, v in bank["tasks"].items()}
+
+    assert ucb_counts(r0["bank"]) == ucb_counts(single["bank"])
+    assert r0["bank"]["counters"]["selections"] == single["bank"]["counters"]["selections"] == 2
     # the skill produced after step 1 conditions the teacher from step 2 on, in both layouts
     assert [h["skills/coverage"] for h in r0["logs"]] == [0.0, 1.0, 1.0]
     assert len(r0["logs"]) == len(single["logs"]) == 3
