@@ -70,6 +70,12 @@ class SkillSDScriptArguments:
                           "file holding it (placeholders: see docs/skills.md)."},
     )
     summarizer_timeout: float = field(default=300.0, metadata={"help": "Seconds one summarizer call may take."})
+    summarizer_wait: float = field(
+        default=0.0,
+        metadata={"help": "Seconds each step waits for its skills before training goes on. 0 (default): summarization "
+                          "overlaps training (the paper's asynchronous setting); > 0: reproducible runs, whatever the "
+                          "summarizer's speed (seeded experiments)."},
+    )
     skill_granularity: str = field(
         default="trajectory",
         metadata={"help": "What one skill summarizes: trajectory (the paper's: every finished episode gets its own "

@@ -70,7 +70,8 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
 
         summarizer = _make_summarizer(script, model_path)
         trainer.add_callback(SkillSummarizerCallback(trainer, summarizer, bank, call_timeout=script.summarizer_timeout,
-                                                     skill_granularity=script.skill_granularity))
+                                                     skill_granularity=script.skill_granularity,
+                                                     wait_for_skills=script.summarizer_wait))
     trainer.skill_bank = bank
     trainer.recipe_path = recipe_path
     return trainer
@@ -100,7 +101,7 @@ def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, r
 
 
 def _drain_with_progress(callback, timeout: float) -> None:
-    """Wait for the summarizer's queue to empty, showing how many task groups are left."""
+    """Wait for the summarizer's queue to empty, showing how many jobs (trajectories, or task groups) are left."""
     import time
 
     from tqdm.auto import tqdm
@@ -109,7 +110,7 @@ def _drain_with_progress(callback, timeout: float) -> None:
     if pending == 0:
         return
     deadline = time.monotonic() + timeout
-    with tqdm(total=pending, desc="summarizing skills", unit="task") as bar:
+    with tqdm(total=pending, desc="summarizing skills", unit="job") as bar:
         while time.monotonic() < deadline:
             done = callback.flush(timeout=1.0)
             left = int(callback.metrics()["skills/queued"])

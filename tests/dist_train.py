@@ -12,8 +12,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 from peft import LoraConfig  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
-
 from skill_sd_trl import SkillSDConfig, SkillSDTrainer  # noqa: E402
 from skill_sd_trl.envs.sokoban import SokobanEnv, make_sokoban_dataset  # noqa: E402
 from skill_sd_trl.rewards import env_reward  # noqa: E402
@@ -21,18 +19,6 @@ from skill_sd_trl.rollout import MultiTurnRollout, RolloutLimits  # noqa: E402
 from skill_sd_trl.skills.bank import SkillBank  # noqa: E402
 from skill_sd_trl.skills.callback import SkillSummarizerCallback  # noqa: E402
 from skill_sd_trl.skills.summarizers import ExperienceSummarizer  # noqa: E402
-
-
-class SyncEachStep(TrainerCallback):
-    """Wait for the summarizer and share its skills at every step end, so runs are comparable step by step."""
-
-    def __init__(self, callback):
-        self.callback = callback
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.callback.flush(timeout=60)
-        self.callback.sync()  # collective: every rank calls it
-        return control
 
 
 def main(model_path: str, out: str, batch: int) -> None:
@@ -48,9 +34,9 @@ def main(model_path: str, out: str, batch: int) -> None:
         peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
         rollout_func=MultiTurnRollout(SokobanEnv, RolloutLimits(max_turns=2, max_new_tokens_per_turn=6)),
     )
-    callback = SkillSummarizerCallback(trainer, ExperienceSummarizer(), bank)
+    # wait for each step's skills and share them at once, so the runs are comparable step by step
+    callback = SkillSummarizerCallback(trainer, ExperienceSummarizer(), bank, wait_for_skills=60)
     trainer.add_callback(callback)
-    trainer.add_callback(SyncEachStep(callback))
     trainer.train()
     rank = trainer.accelerator.process_index
     weights = sum(float(p.detach().abs().sum()) for n, p in trainer.model.named_parameters() if ".default." in n)

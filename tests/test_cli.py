@@ -17,7 +17,8 @@ def trained_run(tmp_path_factory, tiny_model_path):
     out = tmp_path_factory.mktemp("run")
     code = main(["train", "--config", RECIPE, "--tiny_model", "true", "--output_dir",
                  str(out), "--max_steps", "2", "--max_train_samples", "1", "--max_turns", "2",
-                 "--max_new_tokens_per_turn", "4", "--evaluate_after_training", "false"])
+                 "--max_new_tokens_per_turn", "4", "--evaluate_after_training", "false",
+                 "--summarizer_wait", "30"])  # step 2 sees step 1's skills: the SDL curves exist
     assert code == 0
     return out
 

@@ -85,17 +85,6 @@ class Probe(TrainerCallback):
         self.saves[state.global_step] = self._snapshot(state)
 
 
-class FlushEachStep(TrainerCallback):
-    """Make the asynchronous summarizer deterministic: wait for it after each step."""
-
-    def __init__(self, summarizer_callback):
-        self.summarizer_callback = summarizer_callback
-
-    def on_step_end(self, args, state, control, **kwargs):
-        assert self.summarizer_callback.flush(timeout=30)
-        return control
-
-
 def _run(model_path, out, **overrides):
     # room for every skill of the run: no eviction, so every selection stays visible in the statistics
     bank, summarizer = SkillBank(capacity_per_task=64), ExperienceSummarizer()
@@ -105,9 +94,10 @@ def _run(model_path, out, **overrides):
         args=config(out, max_completion_length=128, max_steps=MAX_STEPS, **overrides),
         rollout_func=MultiTurnRollout(SokobanEnv, RolloutLimits(max_turns=2, max_new_tokens_per_turn=6)),
     )
-    summarizer_callback = SkillSummarizerCallback(tr, summarizer, bank)
+    # waiting for each step's skills makes the asynchronous summarizer deterministic
+    summarizer_callback = SkillSummarizerCallback(tr, summarizer, bank, wait_for_skills=30)
     probe = Probe(tr, bank, summarizer)
-    for cb in (summarizer_callback, FlushEachStep(summarizer_callback), probe):
+    for cb in (summarizer_callback, probe):
         tr.add_callback(cb)
     return tr, bank, probe
 

@@ -475,3 +475,19 @@ def test_two_process_banks_identical(tmp_path):
     assert r0["step3"]["counters"]["selections"] == 2
     assert r0["metrics"]["skills/added"] == 2 and r1["metrics"]["skills/added"] == 0
     assert r1["metrics"]["skills/bank_size"] == 2
+
+
+@pytest.mark.parametrize("wait", [0.0, 10.0])
+def test_wait_for_skills_holds_the_step_until_its_skills_are_in_the_bank(wait):
+    trainer, bank = FakeTrainer(), SkillBank()
+    cb = SkillSummarizerCallback(trainer, SlowSummarizer(0.3), bank, wait_for_skills=wait)
+    trainer.pending = [traj("a"), traj("b")]
+    cb.on_step_end(None, trainer.state, None)
+    if wait:  # both trajectories' skills are stored before the next generation batch
+        assert sorted(bank.tasks()) == ["a", "b"] and cb.metrics()["skills/queued"] == 0
+    else:  # asynchronous: the step returns at once, the skills arrive later
+        assert bank.tasks() == [] and cb.metrics()["skills/queued"] >= 1
+        assert cb.flush(timeout=10) and sorted(bank.tasks()) == ["a", "b"]
+    cb.close()
+    with pytest.raises(ValueError, match="wait_for_skills"):
+        SkillSummarizerCallback(trainer, SlowSummarizer(0.0), bank, wait_for_skills=-1)

@@ -110,6 +110,10 @@ class SkillSummarizerCallback(TrainerCallback):
         parse_kwargs: forwarded to :func:`parse_skill` (e.g. ``{"extra_keys": "ignore"}``).
         flush_on_train_end: seconds ``on_train_end`` waits for the queue to drain before closing.
         log_metrics: add :meth:`metrics` into the ``logs`` dict in ``on_log``.
+        wait_for_skills: seconds ``on_step_end`` waits for the step's jobs before training goes on (0, the default,
+            never waits: summarization overlaps training, as in the paper). A positive value makes a run
+            reproducible (the skills a step sees no longer depend on the summarizer's speed), which seeded
+            experiments and tests want; with a fast summarizer it costs little.
     """
 
     def __init__(
@@ -127,6 +131,7 @@ class SkillSummarizerCallback(TrainerCallback):
         parse_kwargs: dict[str, Any] | None = None,
         flush_on_train_end: float = 60.0,
         log_metrics: bool = True,
+        wait_for_skills: float = 0.0,
     ):
         if not callable(getattr(trainer, "pop_finished_trajectories", None)):
             raise TypeError("trainer must provide pop_finished_trajectories() -> list[Trajectory]")
@@ -136,8 +141,9 @@ class SkillSummarizerCallback(TrainerCallback):
             raise ValueError(f"skill_granularity={skill_granularity!r} is not supported; use one of {GRANULARITIES}")
         if max_queue is None:
             max_queue = DEFAULT_MAX_QUEUE[skill_granularity]
-        if max_queue < 1 or call_timeout <= 0 or retries < 0 or max_trajectories_per_task < 1:
-            raise ValueError("need max_queue >= 1, call_timeout > 0, retries >= 0, max_trajectories_per_task >= 1")
+        if max_queue < 1 or call_timeout <= 0 or retries < 0 or max_trajectories_per_task < 1 or wait_for_skills < 0:
+            raise ValueError("need max_queue >= 1, call_timeout > 0, retries >= 0, max_trajectories_per_task >= 1, "
+                             "wait_for_skills >= 0")
         self.trainer = trainer
         self.summarizer = summarizer
         self.bank = bank
@@ -151,6 +157,7 @@ class SkillSummarizerCallback(TrainerCallback):
         self.parse_kwargs = dict(parse_kwargs or {})
         self.flush_on_train_end = float(flush_on_train_end)
         self.log_metrics = log_metrics
+        self.wait_for_skills = float(wait_for_skills)
 
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
@@ -418,6 +425,10 @@ class SkillSummarizerCallback(TrainerCallback):
         trajectories = self.sync(trajectories)
         if self.is_main_process and trajectories:
             self.submit(trajectories, step=int(getattr(state, "global_step", 0) or 0))
+        if self.wait_for_skills > 0:
+            if self.is_main_process and not self.flush(self.wait_for_skills):
+                logger.warning("skills of step %s still pending after %.0fs", state.global_step, self.wait_for_skills)
+            self.sync()  # collective: the skills just written reach every rank before the next generation batch
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
