@@ -73,9 +73,10 @@ def test_cpu_recipe_runs_one_step_with_tiny_model(recipe, tmp_path, request):
     extra = []
     if recipe.parent.name == "appworld":
         extra = ["--env_server_url", ",".join(request.getfixturevalue("appworld_servers"))]
-    code = main(["train", "--config", str(recipe), "--tiny_model", "true", "--output_dir", str(out), "--max_steps", "1",
-                 "--max_eval_samples", "2", "--max_train_samples", "2", "--max_turns", "2",
-                 "--max_new_tokens_per_turn", "4", *extra])
+    # two steps on one task, waiting for step 1's skills: step 2's teacher is conditioned on one
+    code = main(["train", "--config", str(recipe), "--tiny_model", "true", "--output_dir", str(out), "--max_steps", "2",
+                 "--max_eval_samples", "2", "--max_train_samples", "1", "--max_turns", "2",
+                 "--max_new_tokens_per_turn", "4", "--summarizer_wait", "30", *extra])
     assert code == 0
     results = json.loads((out / "eval_results.json").read_text())
     rows = results["table"]
@@ -85,7 +86,7 @@ def test_cpu_recipe_runs_one_step_with_tiny_model(recipe, tmp_path, request):
         return
     assert [r["model"] for r in rows][0] == "base model" and len(rows) == 2
     state = json.loads((out / "trainer_state.json").read_text())
-    assert state["global_step"] == 1
+    assert state["global_step"] == 2
     assert (out / "recipe.yaml").read_text() == recipe.read_text()
     assert (out / "README.md").exists() and "Skill-SD training" in (out / "README.md").read_text()
     assert (out / "adapter_model.safetensors").exists()

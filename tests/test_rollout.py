@@ -108,6 +108,7 @@ def test_scripted_episode_masks_positions_and_teacher_alignment(tiny_model_path,
 
 def test_environment_tokens_never_enter_the_losses(tiny_model_path, tmp_path):
     ds = make_sokoban_dataset("small", "train", seed=0).filter(lambda r: r["solution_length"] >= 3)
+    ds = ds.add_column("skill", ["golden_workflow: " + g for g in ds["ground_truth"]])  # a teacher signal
     tr = _trainer(tiny_model_path, tmp_path, ds, per_device_train_batch_size=2, num_generations=2,
                   max_completion_length=4096)
     rows = _rows(tr)
@@ -116,12 +117,15 @@ def test_environment_tokens_never_enter_the_losses(tiny_model_path, tmp_path):
     tr.current_gradient_accumulation_steps = 1
     batch = tr._generate_and_score_completions(rows)
     env_positions = (batch["tool_mask"] == 0) & (batch["completion_mask"] == 1)
+    model_positions = (batch["tool_mask"] == 1) & (batch["completion_mask"] == 1)
     assert env_positions.any()
     base = tr.compute_loss(tr.model, batch).item()
     poisoned = dict(batch)
     poisoned["teacher_per_token_logps"] = batch["teacher_per_token_logps"].masked_fill(env_positions, -50.0)
-    poisoned["advantages"] = batch["advantages"]
     assert tr.compute_loss(tr.model, poisoned).item() == pytest.approx(base, abs=1e-7)
+    # the same poison on the model's own tokens does move the loss: the check above can fail
+    poisoned["teacher_per_token_logps"] = batch["teacher_per_token_logps"].masked_fill(model_positions, -50.0)
+    assert tr.compute_loss(tr.model, poisoned).item() != pytest.approx(base, abs=1e-7)
 
 
 def test_garbage_output_ends_with_invalid_output_and_penalties(tiny_model_path, tmp_path):
