@@ -44,6 +44,11 @@ def main(model_path: str, out: str, batch: int) -> None:
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump({"bank": bank.to_dict(), "logs": logs, "weights": weights,
                    "world": trainer.accelerator.num_processes}, f)
+    if trainer.accelerator.num_processes > 1:  # leave together and close gloo before the interpreter exits
+        import torch.distributed
+
+        trainer.accelerator.wait_for_everyone()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -446,6 +446,10 @@ DIST_SCRIPT = textwrap.dedent(
     cb.on_train_end(None, trainer.state, None)
     with open(f"{out}/rank{rank}.json", "w") as f:
         json.dump(dump, f)
+    # leave together and close gloo: a rank exiting with the group's threads alive aborts ("terminate called")
+    acc.wait_for_everyone()
+    import torch.distributed
+    torch.distributed.destroy_process_group()
     """
 )
 
