@@ -198,6 +198,8 @@ class SkillSDTrainer(GRPOTrainer):
             self._batch = None
         if self.teacher is not None:
             self._add_teacher_logps(output, plan, mode)
+            if "teacher_per_token_logps" in output:
+                _add_rollout_success(output, inputs)
         self._after_rewards(inputs, output, mode, plan)
         return output
 
@@ -437,23 +439,41 @@ class SkillSDTrainer(GRPOTrainer):
         else:
             normalizer = mask_f.sum().clamp(min=1.0) * accumulation
         loss = (per_token * scored.to(per_token.dtype)).sum() / normalizer
-        self._log_sdl_metrics(mode, per_token.detach(), student_logps.detach(), old, teacher, scored.float())
+        self._log_sdl_metrics(mode, per_token.detach(), student_logps.detach(), old, teacher, scored.float(),
+                              inputs.get("rollout_success"))
         return loss.to(student_logps.dtype) if student_logps.dtype == torch.float64 else loss
 
-    def _log_sdl_metrics(self, mode, per_token, student_logps, old, teacher, mask) -> None:
-        def global_mean(x):
-            totals = self.accelerator.reduce(torch.stack([(x * mask).sum(), mask.sum()]).float(), reduction="sum")
+    def _log_sdl_metrics(self, mode, per_token, student_logps, old, teacher, mask, success=None) -> None:
+        def global_sums(x, m):
+            return self.accelerator.reduce(torch.stack([(x * m).sum(), m.sum()]).float(), reduction="sum")
+
+        def global_mean(x, m=mask):
+            totals = global_sums(x, m)
             return (totals[0] / totals[1].clamp(min=1.0)).item()
 
         log_rho = (student_logps.float() - old.float()).clamp(-self.args.sdl_log_ratio_clamp, self.args.sdl_log_ratio_clamp)
         rho = torch.exp(log_rho)
         rho_max = (rho * mask).max() if mask.any() else torch.zeros((), device=rho.device)
+        gap = teacher.float() - student_logps.float()
         metrics = self._metrics[mode]
         metrics["self_distillation/sdl"].append(global_mean(per_token))
         metrics["self_distillation/weighted_sdl"].append(self.args.sdl_coef * global_mean(per_token))
-        metrics["teacher/logp_gap"].append(global_mean(teacher.float() - student_logps.float()))
+        metrics["teacher/logp_gap"].append(global_mean(gap))
         metrics["self_distillation/is_ratio_mean"].append(global_mean(rho))
         metrics["self_distillation/is_ratio_max"].append(self.accelerator.gather(rho_max.reshape(1)).max().item())
+        if success is not None:  # diagnostics: does the teacher favour what worked, and where does the SDL come from?
+            won = mask * (success == 1).to(mask.dtype).unsqueeze(1)
+            lost = mask * (success == 0).to(mask.dtype).unsqueeze(1)
+            total = global_sums(per_token, mask)[0]
+            for sdl_key, gap_key, m in (("self_distillation/sdl_success", "teacher/logp_gap_success", won),
+                                        ("self_distillation/sdl_failure", "teacher/logp_gap_failure", lost)):
+                sums = global_sums(per_token, m)
+                if sums[1] > 0:  # logged only when such rollouts were scored
+                    metrics[sdl_key].append((sums[0] / sums[1]).item())
+                    metrics[gap_key].append(global_mean(gap, m))
+            metrics["self_distillation/sdl_success_share"].append(
+                (global_sums(per_token, won)[0] / total).item() if total != 0 else 0.0
+            )
         metrics["teacher/sync_count"].append(float(self.teacher.sync_count))
         metrics["teacher/nonfinite_logps"].append(float(self._nonfinite_teacher_logps))
 
@@ -557,6 +577,15 @@ class SkillSDTrainer(GRPOTrainer):
                 if callable(metrics) and getattr(callback, "log_metrics", True):
                     logs.update(metrics())
         super().log(logs, start_time)
+
+
+def _add_rollout_success(output: dict, inputs: list[dict]) -> None:
+    """``rollout_success`` (batch-first: 1 solved, 0 not) when every row's episode record says, for the diagnostics
+    that split the teacher gap and the SDL by outcome."""
+    episodes = [x.get("episode") for x in inputs]
+    if all(isinstance(e, dict) and "success" in e for e in episodes):
+        device = output["completion_ids"].device
+        output["rollout_success"] = torch.tensor([float(bool(e["success"])) for e in episodes], device=device)
 
 
 def _reset_text(before: Any, after: Any) -> str:

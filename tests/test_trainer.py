@@ -468,3 +468,21 @@ def test_teacher_prompt_cache_uses_no_deprecated_api(tiny_model_path, tmp_path):
     deprecations = [str(w.message) for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))
                     and "gradient_checkpointing" not in str(w.message)]
     assert deprecations == []
+
+
+def test_diagnostics_split_the_teacher_gap_and_sdl_by_rollout_outcome(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path)
+    tr.model.train()
+    per_token = torch.tensor([[1.0, 3.0, 0.0], [2.0, 2.0, 2.0], [5.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    student = torch.zeros(3, 3)
+    teacher = torch.tensor([[-1.0, -3.0, -9.0], [-0.5, -0.5, -0.5], [-2.0, 0.0, 0.0]])
+    success = torch.tensor([1.0, 0.0, 1.0])
+    tr._log_sdl_metrics("train", per_token, student, student, teacher, mask, success)
+    m = {k: v[-1] for k, v in tr._metrics["train"].items()}
+    assert m["self_distillation/sdl_success"] == pytest.approx((1 + 3 + 5) / 3)
+    assert m["self_distillation/sdl_failure"] == pytest.approx(2.0)
+    assert m["teacher/logp_gap_success"] == pytest.approx((-1 - 3 - 2) / 3)
+    assert m["teacher/logp_gap_failure"] == pytest.approx(-0.5)
+    assert m["self_distillation/sdl_success_share"] == pytest.approx(9 / 15)
+    assert m["self_distillation/sdl"] == pytest.approx(15 / 6)
