@@ -20,6 +20,7 @@ commands:
   eval       evaluate models:      skill-sd-trl eval --model smollm2-135m-instruct --model outputs/run --env sokoban
   report     training curves:      skill-sd-trl report outputs/run
   show-bank  print a skill bank:   skill-sd-trl show-bank outputs/run/skill_bank.json
+  experiment methods x seeds:      skill-sd-trl experiment --config recipes/sokoban/experiment_cpu.yaml [--methods grpo,skill_sd]
 """
 
 
@@ -32,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
-    commands = {"train": train_main, "eval": eval_main, "report": report_main, "show-bank": show_bank_main}
+    commands = {"train": train_main, "eval": eval_main, "report": report_main, "show-bank": show_bank_main,
+                "experiment": experiment_main}
     if command not in commands:
         close = difflib.get_close_matches(command, list(commands), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -152,6 +154,12 @@ def show_bank_main(argv: list[str]) -> int:
     from .skills.show import main as show_main
 
     return show_main(argv)
+
+
+def experiment_main(argv: list[str]) -> int:
+    from .experiment import experiment_main as run_experiment
+
+    return run_experiment(argv)
 
 
 if __name__ == "__main__":
