@@ -1,0 +1,263 @@
+"""`skill-sd-trl experiment`: a methods × seeds matrix on the tiny model, resume, --cell, aggregation, bad configs."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+from skill_sd_trl import experiment as ex
+from skill_sd_trl.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_RECIPE = ROOT / "recipes" / "sokoban" / "skill_sd_cpu.yaml"
+SHIPPED = ROOT / "recipes" / "sokoban" / "experiments" / "experiment_cpu.yaml"
+PNG = b"\x89PNG\r\n\x1a\n"
+METHODS, SEEDS = ("grpo", "skill_sd"), (0, 1)
+
+
+def tiny_config(folder: Path, model: str, **changes) -> Path:
+    """Two methods, two seeds, two steps evaluated after each on 3 test levels and the 1 training task."""
+    data = {
+        "base_recipe": str(BASE_RECIPE),
+        "overrides": {"model_name_or_path": model, "env_preset": "tiny", "max_train_samples": 1, "max_turns": 2,
+                      "max_new_tokens_per_turn": 4},
+        "methods": {"grpo": {"sdl_coef": 0.0, "skill_source": "none"},
+                    "skill_sd": {"sdl_coef": 0.001, "skill_source": "bank"}},
+        "seeds": list(SEEDS), "level_seeds": [0], "max_steps": 2, "eval_every": 1,
+        "eval": {"test_levels": 3, "train_levels": 1}, "summarizer_wait": 30, "output_dir": str(folder / "out"),
+    }
+    data.update(changes)
+    path = folder / "experiment.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def events(out: Path) -> list[dict]:
+    path = out / ex.EVENTS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def ran(new_events: list[dict]) -> list[tuple[str, int]]:
+    return [(e["method"], e["seed"]) for e in new_events if e["event"] == "run"]
+
+
+def result(out: Path, method: str, seed: int) -> dict:
+    return json.loads((out / "cells" / method / f"seed{seed}-levels0" / ex.RESULT_FILE).read_text())
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory, tiny_model_path):
+    """``--cell grpo:0`` on a fresh folder, then the whole matrix (which must skip that cell)."""
+    folder = tmp_path_factory.mktemp("experiment")
+    config = tiny_config(folder, tiny_model_path)
+    out = folder / "out"
+    assert main(["experiment", "--config", str(config), "--cell", "grpo:0"]) == 0
+    after_cell = events(out)
+    assert main(["experiment", "--config", str(config)]) == 0
+    return {"config": config, "out": out, "after_cell": after_cell, "after_matrix": events(out)[len(after_cell):]}
+
+
+def test_cell_runs_one_cell_alone(matrix):
+    assert ran(matrix["after_cell"]) == [("grpo", 0)]
+    # (before the matrix ran, only that cell had a result: the matrix then ran exactly the three others)
+    assert ("grpo", 0) not in ran(matrix["after_matrix"])
+
+
+def test_matrix_skips_finished_cells_and_runs_the_rest(matrix):
+    new = matrix["after_matrix"]
+    assert [(e["method"], e["seed"]) for e in new if e["event"] == "skip"] == [("grpo", 0)]
+    assert sorted(ran(new)) == [("grpo", 1), ("skill_sd", 0), ("skill_sd", 1)]
+    assert not [e for e in new if e["event"] == "fail"]
+
+
+def test_each_cell_records_curves_timing_memory_and_trainer_logs(matrix):
+    for method in METHODS:
+        for seed in SEEDS:
+            r = result(matrix["out"], method, seed)
+            assert (r["method"], r["seed"], r["level_seed"], r["max_steps"]) == (method, seed, 0, 2)
+            assert r["recipe"]["seed"] == seed and r["recipe"]["env_seed"] == 0 and r["recipe"]["summarizer_wait"] == 30
+            assert [e["step"] for e in r["evals"]] == [0, 1, 2]  # step 0 = the base model, then every K=1 steps
+            assert all(e["test_episodes"] == 3 and e["train_episodes"] == 1 for e in r["evals"])
+            assert all(0.0 <= e["test_acc"] <= 100.0 and 0.0 <= e["test_comp"] <= 100.0 for e in r["evals"])
+            assert [s["step"] for s in r["steps"]] == [1, 2] and all(s["seconds"] > 0 for s in r["steps"])
+            # training time excludes evaluation: the sum of the step times, and less than the cell's wall clock
+            assert r["train_seconds"] == pytest.approx(sum(s["seconds"] for s in r["steps"]))
+            assert r["evals"][-1]["train_seconds"] == pytest.approx(r["train_seconds"])
+            assert r["train_seconds"] + r["eval_seconds"] < r["wall_seconds"]
+            assert r["mean_step_seconds"] == pytest.approx(r["train_seconds"] / 2)
+            assert r["peak_rss_mb"] > 50 and r["peak_memory_mb"] == r["peak_rss_mb"] and r["memory_kind"] == "rss"
+            assert r["final"] == {k: r["evals"][-1][k] for k in r["final"]}
+            assert all("loss" in s["log"] for s in r["steps"])
+    sd = result(matrix["out"], "skill_sd", 0)
+    # step 1 waited for its skills (summarizer_wait): step 2's teacher had one, so the diagnostics were logged
+    assert sd["steps"][1]["log"]["skills/coverage"] > 0 and "teacher/logp_gap" in sd["steps"][1]["log"]
+    assert "self_distillation/sdl" in sd["steps"][1]["log"]
+    assert "self_distillation/sdl" not in result(matrix["out"], "grpo", 0)["steps"][1]["log"]
+    assert (matrix["out"] / "cells" / "skill_sd" / "seed0-levels0" / "skill_bank.json").exists()
+
+
+def _rows(table: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _fmt(values: list[float]) -> str:
+    mean = statistics.mean(values)
+    return f"{mean:.1f}" if len(values) < 2 else f"{mean:.1f} ± {statistics.stdev(values):.1f}"
+
+
+def test_table_equals_statistics_of_the_cell_files(matrix):
+    out = matrix["out"]
+    table = (out / ex.TABLE_FILE).read_text()
+    assert table.startswith("| method | n | test Acc. | test Comp. | Δ Acc. vs base | train Acc. | "
+                            "steps to grpo's final test Acc. | step time ×grpo | peak memory ×grpo |")
+    rows = _rows(table.split("\n\n")[0])
+    summary = json.loads((out / ex.RESULTS_FILE).read_text())["summary"]
+    cells = {m: [result(out, m, s) for s in SEEDS] for m in METHODS}
+    ref_step = statistics.mean(c["mean_step_seconds"] for c in cells["grpo"])
+    ref_mem = statistics.mean(c["peak_memory_mb"] for c in cells["grpo"])
+    for m in METHODS:
+        row, mine = rows[m], cells[m]
+        assert row[0] == "2"
+        assert row[1] == _fmt([c["final"]["test_acc"] for c in mine])
+        assert row[2] == _fmt([c["final"]["test_comp"] for c in mine])
+        assert row[4] == _fmt([c["final"]["train_acc"] for c in mine])
+        step = statistics.mean(c["mean_step_seconds"] for c in mine)
+        mem = statistics.mean(c["peak_memory_mb"] for c in mine)
+        assert row[6] == f"{step / ref_step:.2f}" and row[7] == f"{mem / ref_mem:.2f}"
+        s = summary["methods"][m]
+        assert s["test_acc_std"] == pytest.approx(statistics.stdev(c["final"]["test_acc"] for c in mine))
+        assert s["step_time_ratio"] == pytest.approx(step / ref_step)
+        assert s["peak_memory_ratio"] == pytest.approx(mem / ref_mem)
+    assert rows["grpo"][6] == "1.00" and rows["grpo"][7] == "1.00"
+    base = [c["evals"][0]["test_acc"] for m in METHODS for c in cells[m]]
+    assert rows["base model (step 0)"][:2] == ["4", _fmt(base)]
+    assert "sample standard deviation (ddof=1)" in (out / ex.TABLE_FILE).read_text()
+
+
+def test_curves_are_png(matrix):
+    for name in (ex.CURVE_STEP_FILE, ex.CURVE_TIME_FILE, ex.DIAGNOSTICS_FILE):
+        assert (matrix["out"] / name).read_bytes()[:8] == PNG, name
+
+
+def test_a_deleted_or_killed_cell_is_rerun_alone(matrix, capsys):
+    out = matrix["out"]
+    victim = out / "cells" / "skill_sd" / "seed1-levels0"
+    (victim / ex.RESULT_FILE).unlink()  # what a killed cell leaves: its folder and log, no result
+    others = {(m, s): (out / "cells" / m / f"seed{s}-levels0" / ex.RESULT_FILE).stat().st_mtime_ns
+              for m in METHODS for s in SEEDS if (m, s) != ("skill_sd", 1)}
+    before = len(events(out))
+    assert main(["experiment", "--config", str(matrix["config"])]) == 0
+    assert ran(events(out)[before:]) == [("skill_sd", 1)]
+    assert (victim / ex.RESULT_FILE).exists()
+    assert others == {(m, s): (out / "cells" / m / f"seed{s}-levels0" / ex.RESULT_FILE).stat().st_mtime_ns
+                      for (m, s) in others}
+    assert "finished earlier, skipped" in capsys.readouterr().out
+    assert not list(out.rglob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_finished_cells_of_another_configuration_are_refused(matrix):
+    with pytest.raises(SystemExit, match=r"finished under another configuration \(differs in: max_steps\)"):
+        main(["experiment", "--config", str(matrix["config"]), "--max-steps", "3"])
+
+
+def _fake_cell(exp: ex.Experiment, method: str, seed: int, accs: list[float], step_s: float, mem: float) -> dict:
+    evals = [{"step": i, "test_acc": a, "test_comp": a / 2, "train_acc": a + 10, "train_comp": 0.0,
+              "train_seconds": i * step_s} for i, a in enumerate(accs)]
+    cell = {"method": method, "seed": seed, "level_seed": 0, "label": method, "evals": evals,
+            "steps": [{"step": i, "seconds": step_s, "log": {"teacher/logp_gap": -0.1 * seed}} for i in (1, 2)],
+            "final": {k: evals[-1][k] for k in ("step", "test_acc", "test_comp", "train_acc", "train_comp")},
+            "mean_step_seconds": step_s, "peak_memory_mb": mem, "memory_kind": "rss", "train_seconds": 2 * step_s,
+            "fingerprint": ex.cell_fingerprint(exp, method, seed, 0)}
+    path = exp.cell_dir(method, seed, 0) / ex.RESULT_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(cell))
+    return cell
+
+
+def test_aggregation_math_on_known_cells(tmp_path, tiny_model_path, capsys):
+    """Hand-made results with distinct numbers: means, sample stds, Δ, steps-to-reach and ratios are exact."""
+    config = tiny_config(tmp_path, tiny_model_path, seeds=[0, 1, 2])
+    exp = ex.load_experiment(config)
+    grpo = [[10, 20, 30], [10, 30, 50], [10, 10, 40]]  # final 30, 50, 40: mean 40, sd 10
+    sd = [[10, 40, 60], [10, 50, 70], [10, 30, 20]]  # final 60, 70, 20: mean 50; mean curve 10, 40, 50: reaches 40 at 1
+    for seed in range(3):
+        _fake_cell(exp, "grpo", seed, grpo[seed], step_s=2.0 + seed, mem=100.0)
+        _fake_cell(exp, "skill_sd", seed, sd[seed], step_s=4.5, mem=150.0 + seed)
+    assert main(["experiment", "--config", str(config), "--aggregate-only"]) == 0
+    printed = capsys.readouterr().out
+    rows = _rows((tmp_path / "out" / ex.TABLE_FILE).read_text().split("\n\n")[0])
+    assert rows["grpo"] == ["3", "40.0 ± 10.0", "20.0 ± 5.0", "+30.0", "50.0 ± 10.0", "2", "1.00", "1.00"]
+    sd_std = statistics.stdev([60, 70, 20])
+    assert rows["skill_sd"] == ["3", f"50.0 ± {sd_std:.1f}", f"25.0 ± {sd_std / 2:.1f}", "+40.0",
+                                f"60.0 ± {sd_std:.1f}", "1", f"{4.5 / 3.0:.2f}", f"{151.0 / 100.0:.2f}"]
+    assert rows["base model (step 0)"][:2] == ["6", "10.0 ± 0.0"]
+    assert "| skill_sd | 3 |" in printed
+    summary = json.loads((tmp_path / "out" / ex.RESULTS_FILE).read_text())["summary"]
+    assert summary["methods"]["skill_sd"]["test_acc_std"] == pytest.approx(math.sqrt(700.0))
+    assert [r["mean"] for r in summary["methods"]["skill_sd"]["test_acc_curve"]] == pytest.approx([10, 40, 50])
+    assert summary["methods"]["skill_sd"]["final_diagnostics"]["teacher/logp_gap"]["mean"] == pytest.approx(-0.1)
+
+    # One seed only: no ± (n = 1), and a method that never reaches the reference's final Acc. says so.
+    assert main(["experiment", "--config", str(config), "--aggregate-only", "--seeds", "2"]) == 0
+    rows = _rows((tmp_path / "out" / ex.TABLE_FILE).read_text().split("\n\n")[0])
+    assert rows["grpo"][:2] == ["1", "40.0"] and rows["skill_sd"][:2] == ["1", "20.0"]
+    assert rows["skill_sd"][5] == "not reached in 2"
+
+
+@pytest.mark.parametrize("change, argv, field", [
+    ({}, ["--methods", "grpo,sft"], "--methods: unknown method 'sft'"),
+    ({"default_methods": ["grpo", "nope"]}, [], "default_methods: unknown method 'nope'"),
+    ({"base_recipe": "recipes/sokoban/missing.yaml"}, [], "base_recipe: recipe file 'recipes/sokoban/missing.yaml' not found"),
+    ({"seeds": [0, "a"]}, [], "seeds: must be a non-empty list of non-negative integers"),
+    ({"seeds": []}, [], "seeds: must be a non-empty list"),
+    ({"level_seeds": [0, 0]}, [], "level_seeds: has duplicates"),
+    ({}, ["--seeds", "0,x"], "--seeds: expected a comma-separated list of integers"),
+    ({"max_step": 2}, [], "max_step: unknown experiment key (did you mean 'max_steps'?)"),
+    ({"methods": {"grpo": {"sdl_coeff": 0.0}}}, [], "methods.grpo.sdl_coeff: unknown recipe option (did you mean 'sdl_coef'?)"),
+    ({"methods": {"grpo": {"seed": 3}}}, [], "methods.grpo.seed: is set by the experiment"),
+    ({"methods": {"grpo": {"teacher_sync_mode": "sometimes"}}}, [], "methods.grpo: "),
+    ({"eval_every": 0}, [], "eval_every: must be a positive integer"),
+    ({}, ["--cell", "grpo"], "--cell: expected METHOD:SEED"),
+])
+def test_bad_configs_fail_with_one_line_naming_the_field(tmp_path, tiny_model_path, change, argv, field):
+    config = tiny_config(tmp_path, tiny_model_path, **change)
+    with pytest.raises(SystemExit) as error:
+        main(["experiment", "--config", str(config), *argv])
+    message = str(error.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    assert field in message
+    assert not (tmp_path / "out" / "cells").exists()  # nothing trained
+
+
+def test_shipped_cpu_experiment_defines_the_paper_rows_and_every_method_parses():
+    exp = ex.load_experiment(SHIPPED)
+    assert exp.base_recipe == (ROOT / "recipes" / "sokoban" / "skill_sd_cpu.yaml").resolve()
+    assert exp.default_methods == ["grpo", "skill_sd"] and exp.reference_method == "grpo"
+    assert {"grpo", "skill_sd", "skill_augmented_grpo", "vanilla_opd", "frozen_teacher", "off_policy"} <= set(exp.methods)
+    sweep = {m["sdl_coef"] for n, m in exp.methods.items() if n.startswith("skill_sd_lambda")}
+    assert sweep == {0.0005, 0.001, 0.005, 0.01}
+    assert len(exp.seeds) >= 3 and exp.max_steps > exp.eval_every >= 1 and exp.eval.greedy
+    ex.validate_cells(exp, list(exp.methods), exp.seeds, exp.level_seeds)  # TrlParser accepts every cell recipe
+    m = exp.methods
+    assert m["grpo"]["sdl_coef"] == 0 and m["skill_sd"]["sdl_coef"] == 0.001
+    assert m["skill_augmented_grpo"]["skills_in_student_prompt"] and m["skill_augmented_grpo"]["sdl_coef"] == 0
+    assert m["vanilla_opd"]["teacher_context"] == "ground_truth" and m["vanilla_opd"]["grpo_coef"] == 0
+    assert m["frozen_teacher"]["teacher_sync_mode"] == "frozen" and m["off_policy"]["rollout_policy"] == "teacher"
+    # every cell: the same base model, the experiment's seeds and steps, a reproducible skill wait
+    recipes = [ex.cell_recipe(exp, name, 1, 0, Path("x")) for name in exp.methods]
+    assert len({r["model_name_or_path"] for r in recipes}) == 1
+    assert all(r["seed"] == 1 and r["max_steps"] == exp.max_steps and r["summarizer_wait"] > 0 for r in recipes)
+
+
+def test_cli_lists_the_experiment_command(capsys):
+    assert main(["--help"]) == 0
+    assert "experiment" in capsys.readouterr().out
