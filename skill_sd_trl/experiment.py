@@ -174,7 +174,8 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     candidates = [Path(base)] if Path(base).is_absolute() else [Path.cwd() / base, path.resolve().parent / base]
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
-        _fail(path, "base_recipe", f"recipe file {base!r} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
+        looked = ", ".join(str(c.parent) for c in candidates)
+        _fail(path, "base_recipe", f"recipe file {base!r} not found (looked in {looked})")
     known = _recipe_fields()
     try:
         base_data = yaml.safe_load(found.read_text(encoding="utf-8")) or {}
@@ -255,7 +256,7 @@ def parse_list(text: str, flag: str, kind=int) -> list:
 
 
 def cell_recipe(exp: Experiment, method: str, seed: int, level_seed: int, cell_dir: Path) -> dict[str, Any]:
-    """The effective train recipe of one cell: base recipe ← shared overrides ← method overrides ← cell settings."""
+    """A cell's effective train recipe: base recipe ← overrides ← method overrides ← the cell's own settings."""
     import yaml
 
     recipe = yaml.safe_load(exp.base_recipe.read_text(encoding="utf-8")) or {}
@@ -884,7 +885,8 @@ def _parse_cell(exp: Experiment, text: str, level_seeds: list[int]) -> tuple[str
         raise ExperimentConfigError(f"--cell: seeds must be integers, got {text!r}") from None
     if level_seed is None:
         if len(level_seeds) != 1:
-            raise ExperimentConfigError(f"--cell: several level seeds ({level_seeds}); say which: {method}:{seed}:LEVEL")
+            raise ExperimentConfigError(f"--cell: several level seeds ({level_seeds}); "
+                                        f"say which: {method}:{seed}:LEVEL")
         level_seed = level_seeds[0]
     return method, seed, level_seed
 

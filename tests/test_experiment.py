@@ -216,13 +216,15 @@ def test_aggregation_math_on_known_cells(tmp_path, tiny_model_path, capsys):
 @pytest.mark.parametrize("change, argv, field", [
     ({}, ["--methods", "grpo,sft"], "--methods: unknown method 'sft'"),
     ({"default_methods": ["grpo", "nope"]}, [], "default_methods: unknown method 'nope'"),
-    ({"base_recipe": "recipes/sokoban/missing.yaml"}, [], "base_recipe: recipe file 'recipes/sokoban/missing.yaml' not found"),
+    ({"base_recipe": "recipes/sokoban/missing.yaml"}, [],
+     "base_recipe: recipe file 'recipes/sokoban/missing.yaml' not found"),
     ({"seeds": [0, "a"]}, [], "seeds: must be a non-empty list of non-negative integers"),
     ({"seeds": []}, [], "seeds: must be a non-empty list"),
     ({"level_seeds": [0, 0]}, [], "level_seeds: has duplicates"),
     ({}, ["--seeds", "0,x"], "--seeds: expected a comma-separated list of integers"),
     ({"max_step": 2}, [], "max_step: unknown experiment key (did you mean 'max_steps'?)"),
-    ({"methods": {"grpo": {"sdl_coeff": 0.0}}}, [], "methods.grpo.sdl_coeff: unknown recipe option (did you mean 'sdl_coef'?)"),
+    ({"methods": {"grpo": {"sdl_coeff": 0.0}}}, [],
+     "methods.grpo.sdl_coeff: unknown recipe option (did you mean 'sdl_coef'?)"),
     ({"methods": {"grpo": {"seed": 3}}}, [], "methods.grpo.seed: is set by the experiment"),
     ({"methods": {"grpo": {"teacher_sync_mode": "sometimes"}}}, [], "methods.grpo: "),
     ({"eval_every": 0}, [], "eval_every: must be a positive integer"),
@@ -242,7 +244,8 @@ def test_shipped_cpu_experiment_defines_the_paper_rows_and_every_method_parses()
     exp = ex.load_experiment(SHIPPED)
     assert exp.base_recipe == (ROOT / "recipes" / "sokoban" / "skill_sd_cpu.yaml").resolve()
     assert exp.default_methods == ["grpo", "skill_sd"] and exp.reference_method == "grpo"
-    assert {"grpo", "skill_sd", "skill_augmented_grpo", "vanilla_opd", "frozen_teacher", "off_policy"} <= set(exp.methods)
+    paper_rows = {"grpo", "skill_sd", "skill_augmented_grpo", "vanilla_opd", "frozen_teacher", "off_policy"}
+    assert paper_rows <= set(exp.methods)
     sweep = {m["sdl_coef"] for n, m in exp.methods.items() if n.startswith("skill_sd_lambda")}
     assert sweep == {0.0005, 0.001, 0.005, 0.01}
     assert len(exp.seeds) >= 3 and exp.max_steps > exp.eval_every >= 1 and exp.eval.greedy
