@@ -168,6 +168,12 @@ def resolve_model(name_or_path: str) -> str:
             command.
         EmbeddedModelConversionError: the converted model failed its sanity check.
     """
+    from .warmstart import WARM_STARTS  # derived models: built from an embedded one (a lazy import: it needs TRL)
+
+    if isinstance(name_or_path, str) and name_or_path.strip().lower() in WARM_STARTS and not os.path.isdir(name_or_path):
+        from .warmstart import resolve_warm_start
+
+        return resolve_warm_start(WARM_STARTS[name_or_path.strip().lower()])
     spec = embedded_model_for(name_or_path)
     if spec is None:
         return name_or_path
@@ -272,17 +278,27 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def _convert_once(spec: EmbeddedModel, gguf_path: Path, target: Path) -> Path:
     """Convert into ``target`` unless another process did it while we waited for the lock."""
+    return build_once(target, lambda tmp: _convert(spec, gguf_path, tmp), f"The conversion of {spec.alias!r}")
+
+
+def build_once(target: Path, build: Any, what: str) -> Path:
+    """Run ``build(tmp_folder)`` and rename its result into ``target``, once across processes.
+
+    Under an inter-process lock: a folder another process completed meanwhile is reused; leftovers of a crashed
+    build are removed; the new folder appears complete (with :data:`MARKER_FILE`, which ``build`` writes last) or not
+    at all. Shared by the embedded-model conversion and the warm-started base models.
+    """
     root = target.parent
     root.mkdir(parents=True, exist_ok=True)
     with _file_lock(root / f".{target.name}.lock"):
         if _is_complete(target):
-            return target  # another process finished the conversion while we waited
+            return target  # another process finished the build while we waited
         _remove_leftovers(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=root))
         try:
-            _convert(spec, gguf_path, tmp)
+            build(tmp)
             if not _is_complete(tmp):
-                raise EmbeddedModelConversionError(f"The conversion of {spec.alias!r} did not write {MARKER_FILE}.")
+                raise EmbeddedModelConversionError(f"{what} did not write {MARKER_FILE}.")
             _apply_umask(tmp)
             os.rename(tmp, target)  # atomic on POSIX: target appears complete or not at all
         except BaseException:

@@ -25,6 +25,11 @@ class SkillSDScriptArguments:
     env_reward_mode: str | None = field(
         default=None, metadata={"help": "Sokoban reward: shaped (classic shaping, default) or success (1 on solve)."}
     )
+    env_prompt_style: str | None = field(
+        default=None,
+        metadata={"help": "Sokoban prompt: full (rules spelled out, default) or compact (the same facts in about a "
+                          "third of the tokens; CPU recipes)."},
+    )
     env_lenient_actions: bool = field(
         default=False,
         metadata={"help": "Sokoban, for very small models: read direction words from turns that miss the answer "

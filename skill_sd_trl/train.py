@@ -152,7 +152,8 @@ def _limits(script: SkillSDScriptArguments, spec):
 def env_options(script: SkillSDScriptArguments) -> dict:
     """The recipe's environment options (each spec takes the ones it knows)."""
     return {"preset": script.env_preset, "seed": script.env_seed, "server_url": script.env_server_url,
-            "reward_mode": script.env_reward_mode, "lenient_actions": script.env_lenient_actions or None}
+            "reward_mode": script.env_reward_mode, "lenient_actions": script.env_lenient_actions or None,
+            "prompt_style": script.env_prompt_style}
 
 
 def method_label(args: SkillSDConfig) -> str:

@@ -128,3 +128,16 @@ def test_custom_levels_become_a_dataset():
         levels_to_dataset(["#####\n#@ $#\n#.  #\n#####"])
     custom = SokobanPreset("mine", (7, 7), 2, 30, 4, 4, min_solution_length=5)
     assert len(make_sokoban_dataset(custom, "test", seed=0)) == 4
+
+
+def test_compact_prompt_carries_the_same_board_in_fewer_words():
+    full = make_sokoban_dataset("small", "train", seed=0)[0]
+    compact = make_sokoban_dataset("small", "train", seed=0, prompt_style="compact")[0]
+    assert compact["task_id"] == full["task_id"] and compact["level"] == full["level"]  # the same task
+    board = full["prompt"][1]["content"].split("\n")[1:7]
+    assert compact["prompt"][1]["content"].split("\n")[:6] == board
+    for fact in ("<answer>Up || Left</answer>", "X: box", "O: target", "P: player", "At most 20 moves"):
+        assert fact in compact["prompt"][0]["content"]
+    assert len(compact["prompt"][0]["content"]) < 0.5 * len(full["prompt"][0]["content"])
+    with pytest.raises(ValueError, match="prompt_style='terse'"):
+        make_sokoban_dataset("small", "train", seed=0, prompt_style="terse")

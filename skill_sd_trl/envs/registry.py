@@ -49,11 +49,11 @@ class EnvSpec:
 def _sokoban() -> EnvSpec:
     from .sokoban import SokobanEnv, make_sokoban_dataset
 
-    def make_dataset(split: str, preset: str = "small", seed: int = 0):
-        return make_sokoban_dataset(preset, split=split, seed=seed)
+    def make_dataset(split: str, preset: str = "small", seed: int = 0, prompt_style: str | None = None):
+        return make_sokoban_dataset(preset, split=split, seed=seed, prompt_style=prompt_style or "full")
 
     return EnvSpec("sokoban", make_dataset, SokobanEnv, "train", "test", max_turns=10, max_new_tokens_per_turn=48,
-                   dataset_options=("preset", "seed"), env_options=("reward_mode", "lenient_actions"))
+                   dataset_options=("preset", "seed", "prompt_style"), env_options=("reward_mode", "lenient_actions"))
 
 
 def _appworld_offline() -> EnvSpec:

@@ -28,6 +28,9 @@ from .render import ANSWER_FORMAT, LEGEND, format_actions, render
 from .solver import solve
 
 SPLITS = ("train", "test")
+#: ``full``: rules spelled out (≈190 SmolLM2 tokens); ``compact``: the same facts in ≈60 tokens, for CPU runs where
+#: every prompt token is paid per rollout, per turn, in sampling, in the student's forward/backward and the teacher.
+PROMPT_STYLES = ("full", "compact")
 
 
 @dataclass(frozen=True)
@@ -68,30 +71,47 @@ def system_prompt(max_steps: int) -> str:
     )
 
 
-def build_prompt(level: Level, max_steps: int) -> list[dict[str, str]]:
-    """The conversational prompt of one level: system rules + user message with the rendered board."""
-    user = (
-        f"Here is the board (row 0 at the top):\n{render(level)}\n"
-        f"Boxes on targets: {level.boxes_on_target}/{level.num_boxes}. Steps left: {max_steps}.\n"
-        "Give your moves."
+def compact_system_prompt(max_steps: int) -> str:
+    """The rules in few tokens: goal, legend, answer format, budget."""
+    return (
+        f"Sokoban. Push every box onto a target. {LEGEND}. Moves: Up, Down, Left, Right; boxes can only be pushed. "
+        f"Answer like {ANSWER_FORMAT}. At most {max_steps} moves."
     )
-    return [{"role": "system", "content": system_prompt(max_steps)}, {"role": "user", "content": user}]
 
 
-def make_sokoban_dataset(preset: str | SokobanPreset = "small", split: str = "train", seed: int = 0) -> Dataset:
+def build_prompt(level: Level, max_steps: int, style: str = "full") -> list[dict[str, str]]:
+    """The conversational prompt of one level: system rules + user message with the rendered board."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt_style={style!r} is not valid; choose one of {', '.join(PROMPT_STYLES)}.")
+    if style == "compact":
+        system = compact_system_prompt(max_steps)
+        user = f"{render(level)}\nSteps left: {max_steps}."
+    else:
+        system = system_prompt(max_steps)
+        user = (
+            f"Here is the board (row 0 at the top):\n{render(level)}\n"
+            f"Boxes on targets: {level.boxes_on_target}/{level.num_boxes}. Steps left: {max_steps}.\n"
+            "Give your moves."
+        )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def make_sokoban_dataset(preset: str | SokobanPreset = "small", split: str = "train", seed: int = 0,
+                         prompt_style: str = "full") -> Dataset:
     """Build one split of a preset's levels, reproducibly from ``seed``.
 
     Args:
         preset: a name in :data:`PRESETS` (``"paper"``, ``"small"``, ``"tiny"``) or a :class:`SokobanPreset`.
         split: ``"train"`` (curriculum-ordered) or ``"test"``; the two never share a level.
         seed: different seeds give different level sets.
+        prompt_style: ``"full"`` rules or ``"compact"`` ones (:data:`PROMPT_STYLES`).
     """
     spec = _resolve_preset(preset)
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}.")
     train, test = _level_pool(spec, seed)
     levels = train if split == "train" else test
-    return levels_to_dataset(levels, name=spec.name, split=split, max_steps=spec.max_steps)
+    return levels_to_dataset(levels, name=spec.name, split=split, max_steps=spec.max_steps, prompt_style=prompt_style)
 
 
 def levels_to_dataset(
@@ -102,6 +122,7 @@ def levels_to_dataset(
     max_steps: int = 40,
     curriculum: bool = False,
     max_states: int = 1_000_000,
+    prompt_style: str = "full",
 ) -> Dataset:
     """Turn any levels (e.g. a classic XSB collection) into a dataset with the standard columns.
 
@@ -119,7 +140,7 @@ def levels_to_dataset(
         solved.append(level)
     if curriculum:
         solved.sort(key=lambda lvl: lvl.solution_length)
-    rows = [_row(level, name, split, i, max_steps) for i, level in enumerate(solved)]
+    rows = [_row(level, name, split, i, max_steps, prompt_style) for i, level in enumerate(solved)]
     if not rows:
         raise ValueError("`levels` is empty; give at least one level.")
     return Dataset.from_list(rows)
@@ -184,11 +205,11 @@ def _level_pool(spec: SokobanPreset, seed: int) -> tuple[tuple[Level, ...], tupl
     return tuple(train), tuple(pool[spec.num_train :])
 
 
-def _row(level: Level, name: str, split: str, index: int, max_steps: int) -> dict[str, Any]:
+def _row(level: Level, name: str, split: str, index: int, max_steps: int, prompt_style: str = "full") -> dict[str, Any]:
     xsb = str(level)
     digest = hashlib.sha1(xsb.encode("utf-8")).hexdigest()[:8]
     return {
-        "prompt": build_prompt(level, max_steps),
+        "prompt": build_prompt(level, max_steps, prompt_style),
         "task_id": f"sokoban-{name}-{split}-{index}-{digest}",
         "level": xsb,
         "ground_truth": format_actions(level.solution or ()),

@@ -1,0 +1,189 @@
+"""Calibrated base models: a short supervised warm start, so that RL starts where the paper's base model does.
+
+The paper's base model (Qwen3-4B-Instruct) already solves 12.5 % of its Sokoban test levels; SmolLM2-135M-Instruct
+solves none and never writes the answer format, so GRPO sees no reward variance and learns nothing. A warm start
+gives the CPU experiments the same kind of start: TRL's ``SFTTrainer`` fine-tunes a LoRA on optimal-solver
+demonstrations (``<answer>Up || Left</answer>``) for a few steps, and the merged model becomes a plain model folder.
+
+Demonstration levels come from their own generator namespace (``sokoban-warmstart/...``) and every board that
+appears in the train or test split of any level seed in ``exclude_level_seeds`` is dropped, so no RL train or test
+level is ever seen during the warm start.
+
+A warm start is addressed by an alias (``smollm2-135m-sokoban-base``) wherever a model name is accepted: the first
+use builds it (deterministic from its seed; ≈ minutes on 2 CPU cores, progress shown), atomically and under an
+inter-process lock, into ``cache_root()/<alias>-<key>``, where ``key`` fingerprints the recipe below and the base
+model folder. Pre-build from a shell with ``python -m skill_sd_trl.warmstart smollm2-135m-sokoban-base``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Bump when the warm-start procedure changes: the cache key changes with it.
+WARM_START_FORMAT = 1
+WARM_START_INFO = "warm_start.json"
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """A recipe for a calibrated base: which model, which demonstrations, how much supervised training.
+
+    Attributes:
+        alias: the name recipes use for the result.
+        base: the model it starts from (an embedded alias, a Hub id or a folder).
+        env_preset / prompt_style: the Sokoban preset and prompt of the demonstrations (the RL recipes' own).
+        num_demonstrations: distinct demonstration levels.
+        max_steps / batch_size / learning_rate: the SFT run.
+        lora_r / lora_alpha / lora_target_modules: the LoRA that is trained, then merged.
+        exclude_level_seeds: level seeds whose train and test boards are never used as demonstrations.
+        seed: the SFT seed (data order, LoRA init).
+    """
+
+    alias: str
+    base: str
+    env_preset: str = "small"
+    prompt_style: str = "compact"
+    num_demonstrations: int = 256
+    max_steps: int = 12
+    batch_size: int = 8
+    learning_rate: float = 3e-4
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    exclude_level_seeds: tuple[int, ...] = tuple(range(10))
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def key(self, base_path: str) -> str:
+        """Fingerprint of the recipe, the procedure and the base folder (a re-converted base gets a new key)."""
+        recipe = {k: v for k, v in asdict(self).items() if k != "extra"}
+        payload = json.dumps({"format": WARM_START_FORMAT, "recipe": recipe, "base": Path(base_path).name},
+                             sort_keys=True, default=list)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
+
+
+WARM_STARTS: dict[str, WarmStart] = {
+    "smollm2-135m-sokoban-base": WarmStart(alias="smollm2-135m-sokoban-base", base="smollm2-135m-instruct"),
+}
+
+
+def resolve_warm_start(spec: WarmStart) -> str:
+    """The folder of ``spec``'s calibrated base, built once (see the module docstring)."""
+    from .models import MARKER_FILE, build_once, cache_root, resolve_model
+
+    base_path = resolve_model(spec.base)
+    target = cache_root() / f"{spec.alias}-{spec.key(base_path)}"
+    if (target / MARKER_FILE).is_file():
+        return str(target)
+    return str(build_once(target, lambda tmp: build_warm_start(spec, base_path, tmp), f"The warm start {spec.alias!r}"))
+
+
+def demonstration_levels(spec: WarmStart) -> list:
+    """``spec.num_demonstrations`` distinct solved levels, none of them a train/test board of an excluded seed."""
+    from .envs.sokoban.dataset import _level_pool, _resolve_preset
+    from .envs.sokoban.generator import generate_level
+
+    preset = _resolve_preset(spec.env_preset)
+    excluded = set()
+    for level_seed in spec.exclude_level_seeds:
+        train, test = _level_pool(preset, level_seed)
+        excluded.update(train)
+        excluded.update(test)
+    levels, seen, k = [], set(), 0
+    while len(levels) < spec.num_demonstrations:
+        if k >= 50 * spec.num_demonstrations:
+            raise RuntimeError(f"Only {len(levels)} demonstration levels could be generated for {spec.alias!r}.")
+        level = generate_level(f"sokoban-warmstart/{preset.name}/{spec.seed}/{k}", preset.dim, preset.num_boxes,
+                               min_solution_length=preset.min_solution_length,
+                               max_solution_length=preset.max_solution_length)
+        k += 1
+        if level in excluded or level in seen:  # Level equality: same board, player and boxes
+            continue
+        seen.add(level)
+        levels.append(level)
+    return levels
+
+
+def demonstrations(spec: WarmStart):
+    """The SFT dataset: conversational prompt (the RL prompt) and the optimal answer as the completion."""
+    from datasets import Dataset
+
+    from .envs.sokoban.dataset import _resolve_preset, build_prompt
+    from .envs.sokoban.render import format_actions
+
+    preset = _resolve_preset(spec.env_preset)
+    rows = [
+        {
+            "prompt": build_prompt(level, preset.max_steps, spec.prompt_style),
+            "completion": [{"role": "assistant", "content": f"<answer>{format_actions(level.solution)}</answer>"}],
+        }
+        for level in demonstration_levels(spec)
+    ]
+    return Dataset.from_list(rows)
+
+
+def build_warm_start(spec: WarmStart, base_path: str, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune ``base_path`` on ``spec``'s demonstrations with TRL's ``SFTTrainer``, merge the LoRA and save a plain
+    model folder (with its tokenizer) in ``out_dir``; the marker file is written last. Returns the run's record."""
+    import tempfile
+
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from .models import MARKER_FILE
+
+    out_dir = Path(out_dir)
+    print(f"skill_sd_trl: building the calibrated base {spec.alias!r} from {spec.base!r} ({spec.max_steps} SFT steps "
+          f"of {spec.batch_size} demonstrations, once)", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as scratch:
+        args = SFTConfig(
+            output_dir=scratch, max_steps=spec.max_steps, per_device_train_batch_size=spec.batch_size,
+            learning_rate=spec.learning_rate, lr_scheduler_type="constant", seed=spec.seed, data_seed=spec.seed,
+            use_cpu=not torch.cuda.is_available(), bf16=False, report_to=[], save_strategy="no", logging_steps=1,
+            disable_tqdm=not progress,
+        )
+        peft_config = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
+                                 target_modules=list(spec.lora_target_modules), task_type="CAUSAL_LM")
+        trainer = SFTTrainer(model=model, args=args, train_dataset=demonstrations(spec), processing_class=tokenizer,
+                             peft_config=peft_config)
+        trainer.train()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        merged = trainer.model.merge_and_unload()
+    merged.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    if getattr(merged, "generation_config", None) is not None:
+        merged.generation_config.save_pretrained(out_dir)
+    record = {"alias": spec.alias, "base": spec.base, "base_path": str(base_path), "recipe": asdict(spec),
+              "format": WARM_START_FORMAT, "losses": losses, "seconds": round(time.perf_counter() - start, 1)}
+    (out_dir / WARM_START_INFO).write_text(json.dumps(record, indent=2, default=list), encoding="utf-8")
+    (out_dir / MARKER_FILE).write_text(json.dumps({"warm_start": spec.alias}), encoding="utf-8")  # last: complete
+    print(f"skill_sd_trl: {spec.alias!r} built in {record['seconds']:.0f} s (SFT loss {losses[0]:.3f} -> "
+          f"{losses[-1]:.3f})", file=sys.stderr, flush=True)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m skill_sd_trl.warmstart ALIAS``: build (or find) a calibrated base and print its folder."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1 or argv[0] not in WARM_STARTS:
+        print(f"usage: python -m skill_sd_trl.warmstart {{{','.join(WARM_STARTS)}}}", file=sys.stderr)
+        return 2
+    print(resolve_warm_start(WARM_STARTS[argv[0]]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

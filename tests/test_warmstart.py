@@ -1,0 +1,65 @@
+"""Calibrated base models: demonstrations disjoint from RL levels, a real SFT run, built once, atomically."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from skill_sd_trl import models, warmstart
+from skill_sd_trl.envs.sokoban.dataset import PRESETS, _level_pool
+from skill_sd_trl.envs.sokoban.render import parse_actions
+from skill_sd_trl.envs.sokoban.rules import apply_moves
+from skill_sd_trl.warmstart import WarmStart, demonstration_levels, demonstrations
+
+
+def _spec(base, **overrides):
+    kw = dict(alias="tiny-sokoban-base", base=base, env_preset="tiny", num_demonstrations=12, max_steps=3,
+              batch_size=4, learning_rate=1e-2, lora_r=4, lora_alpha=8, lora_target_modules=("q_proj", "v_proj"),
+              exclude_level_seeds=(0, 1, 2))
+    kw.update(overrides)
+    return WarmStart(**kw)
+
+
+def test_demonstrations_never_show_an_rl_level_and_are_optimal_and_reproducible(tiny_model_path):
+    spec = _spec(tiny_model_path, num_demonstrations=24)
+    levels = demonstration_levels(spec)
+    assert len(levels) == 24 and len(set(levels)) == 24
+    for seed in spec.exclude_level_seeds:
+        train, test = _level_pool(PRESETS["tiny"], seed)
+        assert not set(levels) & (set(train) | set(test))
+    assert demonstration_levels(spec) == levels  # deterministic from the seed
+    assert demonstration_levels(_spec(tiny_model_path, num_demonstrations=24, seed=1)) != levels
+    rows = demonstrations(spec)
+    for row, level in zip(rows, levels):
+        answer = row["completion"][0]["content"]
+        assert answer.startswith("<answer>") and answer.endswith("</answer>")
+        moves = parse_actions(answer)
+        assert len(moves) == level.solution_length and apply_moves(level, moves).is_solved
+        assert row["prompt"][0]["content"].startswith("Sokoban. Push every box")  # the compact RL prompt
+
+
+def test_alias_builds_once_atomically_and_trains_the_weights(tiny_model_path, tmp_path, monkeypatch):
+    monkeypatch.setenv(models.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    spec = _spec(tiny_model_path)
+    monkeypatch.setitem(warmstart.WARM_STARTS, spec.alias, spec)
+
+    path = models.resolve_model(spec.alias)
+    info = json.loads((tmp_path / "cache" / path.split("/")[-1] / warmstart.WARM_START_INFO).read_text())
+    assert len(info["losses"]) == 3 and info["losses"][-1] < info["losses"][0]  # the SFT run learned something
+    trained, base = load_file(f"{path}/model.safetensors"), load_file(f"{tiny_model_path}/model.safetensors")
+    changed = [k for k in base if not torch.equal(base[k], trained[k])]
+    assert changed and all("q_proj" in k or "v_proj" in k for k in changed)  # the merged LoRA, nothing else
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("built twice")
+
+    monkeypatch.setattr(warmstart, "build_warm_start", no_rebuild)
+    assert models.resolve_model(spec.alias) == path  # cached: found, not rebuilt
+
+    # a crash mid-build leaves nothing that looks finished, and the next call builds again
+    failing = _spec(tiny_model_path, seed=7)
+    monkeypatch.setitem(warmstart.WARM_STARTS, failing.alias, failing)
+    with pytest.raises(AssertionError, match="built twice"):
+        models.resolve_model(failing.alias)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")) == [path.split("/")[-1]]
