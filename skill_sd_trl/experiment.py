@@ -46,6 +46,8 @@ EVAL_KEYS = ("test_levels", "train_levels", "greedy", "temperature", "batch_size
 # Recipe fields the experiment itself sets per cell: a method or the shared overrides may not change them.
 CONTROLLED = ("seed", "env_seed", "max_steps", "output_dir", "summarizer_wait", "max_eval_samples", "eval_only",
               "evaluate_after_training", "logging_steps", "resume_from_checkpoint")
+# The base model: shared by every method (set it in `overrides`, never per method).
+SHARED_ONLY = ("model_name_or_path", "model_revision", "tiny_model")
 # Prefixes of the trainer's diagnostic metrics summarized per method (every numeric key is kept per step anyway).
 DIAGNOSTIC_PREFIXES = ("teacher/", "self_distillation/", "skills/")
 # Panels of diagnostics.png: (title, keys); a panel is drawn when any of its keys was logged.
@@ -194,6 +196,10 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         if not isinstance(name, str) or not _NAME.match(name):
             _fail(path, "methods", f"method name {name!r} must be letters, digits, '_', '.', '+' or '-'")
         methods[name] = _check_overrides(over, path, f"methods.{name}", known)
+        for key in SHARED_ONLY:
+            if key in methods[name]:
+                _fail(path, f"methods.{name}.{key}", "every method starts from the same base model: set it in "
+                                                     "overrides, not per method")
 
     default_methods = data.get("default_methods") or list(methods)
     if not isinstance(default_methods, list):
@@ -524,14 +530,15 @@ def _launch_cell(cell_dir: Path) -> int:
 
 
 def _prepare_models(exp: Experiment, methods) -> None:
-    """Convert an embedded base model once, before the first cell (so no cell's clock pays for it)."""
-    from .models import embedded_model_for, resolve_model
+    """Build an embedded or warm-started base model once, before the first cell (so no cell's clock pays for it).
 
-    for method in dict.fromkeys(methods):
-        recipe = cell_recipe(exp, method, 0, 0, exp.output_dir)
-        name = recipe.get("model_name_or_path")
-        if name and not recipe.get("tiny_model") and embedded_model_for(name) is not None:
-            resolve_model(name)
+    ``resolve_model`` returns folders and Hub ids unchanged without loading anything.
+    """
+    from .models import resolve_model
+
+    recipe = cell_recipe(exp, methods[0], 0, 0, exp.output_dir)  # the model is the same for every method
+    if recipe.get("model_name_or_path") and not recipe.get("tiny_model"):
+        resolve_model(recipe["model_name_or_path"])
 
 
 def run_matrix(exp: Experiment, methods: list[str], seeds: list[int], level_seeds: list[int],

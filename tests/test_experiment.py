@@ -226,6 +226,7 @@ def test_aggregation_math_on_known_cells(tmp_path, tiny_model_path, capsys):
     ({"methods": {"grpo": {"sdl_coeff": 0.0}}}, [],
      "methods.grpo.sdl_coeff: unknown recipe option (did you mean 'sdl_coef'?)"),
     ({"methods": {"grpo": {"seed": 3}}}, [], "methods.grpo.seed: is set by the experiment"),
+    ({"methods": {"grpo": {"model_name_or_path": "x"}}}, [], "methods.grpo.model_name_or_path: every method starts"),
     ({"methods": {"grpo": {"teacher_sync_mode": "sometimes"}}}, [], "methods.grpo: "),
     ({"eval_every": 0}, [], "eval_every: must be a positive integer"),
     ({}, ["--cell", "grpo"], "--cell: expected METHOD:SEED"),
