@@ -104,6 +104,8 @@ def eval_main(argv: list[str]) -> int:
     p.add_argument("--server-url", default=None, help="AppWorld server URL(s), comma-separated (env appworld).")
     p.add_argument("--lenient-actions", action="store_true",
                    help="Sokoban: read direction words from turns that miss the answer grammar (tiny models).")
+    p.add_argument("--prompt-style", choices=["full", "compact"], default=None,
+                   help="Sokoban prompt (the one the model was trained with; the CPU recipes use compact).")
     p.add_argument("--max-samples", type=int, default=None, help="Evaluate on only the first N tasks.")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-turns", type=int, default=None)
@@ -128,7 +130,8 @@ def eval_main(argv: list[str]) -> int:
             limits = spec.limits(a.max_turns, a.max_new_tokens_per_turn)
             result = evaluate(label, env=env, split=a.split, max_samples=a.max_samples, batch_size=a.batch_size,
                               env_options={"preset": a.preset, "seed": a.seed, "server_url": a.server_url,
-                                           "lenient_actions": a.lenient_actions or None},
+                                           "lenient_actions": a.lenient_actions or None,
+                                           "prompt_style": a.prompt_style},
                               limits=limits, completion_budget=a.completion_budget, model=model, tokenizer=tokenizer)
             results.append(result)
     print("\n" + format_table(results) + "\n")
