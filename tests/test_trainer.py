@@ -61,19 +61,25 @@ def test_real_two_step_run_logs_metrics_and_changes_weights(tiny_model_path, tmp
     assert logs[-1]["self_distillation/sdl"] > 0  # the skill changes the teacher's view
 
 
+def _trainer_with_dropout(model_path, tmp_path, lora_dropout, dataset, perturb, **overrides):
+    """A trainer whose LoRA has ``lora_dropout``, with the adapters matching ``perturb`` moved off their zero init
+    so that teacher/student comparisons are not trivial."""
+    tr = SkillSDTrainer(
+        model=model_path, reward_funcs=length_reward, train_dataset=dataset, args=config(tmp_path, **overrides),
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=lora_dropout),
+    )
+    with torch.no_grad():
+        for n, p in tr.model.named_parameters():
+            if perturb in n:
+                p.add_(0.3 * torch.randn_like(p))
+    return tr
+
+
 @pytest.mark.parametrize("lora_dropout", [0.0, 0.05])
 def test_teacher_identical_to_student_gives_zero_sdl_and_gradient(tiny_model_path, tmp_path, lora_dropout):
     # TRL's disable_dropout makes the student deterministic; the teacher must be so whatever the LoRA's dropout
-    tr = SkillSDTrainer(
-        model=tiny_model_path, reward_funcs=length_reward, train_dataset=toy_dataset(),
-        args=config(tmp_path, teacher_context="none", grpo_coef=0.0, sdl_coef=1.0, disable_dropout=True),
-        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=lora_dropout),
-    )
-    # move the student away from the LoRA zero-init so the check is not trivial
-    with torch.no_grad():
-        for n, p in tr.model.named_parameters():
-            if ".default." in n:
-                p.add_(0.3 * torch.randn_like(p))
+    tr = _trainer_with_dropout(tiny_model_path, tmp_path, lora_dropout, toy_dataset(), perturb=".default.",
+                               teacher_context="none", grpo_coef=0.0, sdl_coef=1.0, disable_dropout=True)
     tr.model.train()
     batch = tr._generate_and_score_completions(first_batch(tr))
     assert torch.allclose(batch["teacher_per_token_logps"][batch["completion_mask"].bool()],
@@ -88,15 +94,7 @@ def test_teacher_identical_to_student_gives_zero_sdl_and_gradient(tiny_model_pat
 
 
 def test_teacher_scoring_is_deterministic_while_the_student_trains_with_dropout(tiny_model_path, tmp_path):
-    tr = SkillSDTrainer(
-        model=tiny_model_path, reward_funcs=length_reward, train_dataset=toy_dataset(skills="all"),
-        args=config(tmp_path), peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                      lora_dropout=0.5),
-    )
-    with torch.no_grad():
-        for n, p in tr.model.named_parameters():
-            if "lora_B" in n:
-                p.add_(0.5 * torch.randn_like(p))
+    tr = _trainer_with_dropout(tiny_model_path, tmp_path, 0.5, toy_dataset(skills="all"), perturb="lora_B")
     tr.model.train()
     batch = tr._generate_and_score_completions(first_batch(tr))
     teacher_prompts = [tr._render(r["prompt"], r["skill"]) for r in first_batch(tr)]
