@@ -283,13 +283,21 @@ def cell_fingerprint(exp: Experiment, method: str, seed: int, level_seed: int) -
     resuming or aggregating it with the others would compare unequal runs, so both refuse.
     """
     recipe = cell_recipe(exp, method, seed, level_seed, Path("."))
-    recipe.pop("output_dir")
+    for key in _NO_EFFECT_ON_A_CELL:
+        recipe.pop(key, None)
     return json.loads(json.dumps({"recipe": recipe, "max_steps": exp.max_steps, "eval_every": exp.eval_every,
                                   "eval": vars(exp.eval)}, default=str))
 
 
+#: Recipe keys a cell's result does not depend on: where it writes, and the train command's own final evaluation,
+#: which a cell never runs (the runner evaluates with the experiment's ``eval`` settings).
+_NO_EFFECT_ON_A_CELL = ("output_dir", "max_eval_samples")
+
+
 def check_fingerprint(exp: Experiment, method: str, seed: int, level_seed: int, stored: dict | None) -> None:
     current = cell_fingerprint(exp, method, seed, level_seed)
+    if stored is not None:
+        stored = {**stored, "recipe": {k: v for k, v in stored["recipe"].items() if k not in _NO_EFFECT_ON_A_CELL}}
     if stored is None or stored == current:
         return
     diff = sorted({k for k in set(stored["recipe"]) | set(current["recipe"])

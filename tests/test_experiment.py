@@ -265,3 +265,16 @@ def test_shipped_cpu_experiment_defines_the_paper_rows_and_every_method_parses()
 def test_cli_lists_the_experiment_command(capsys):
     assert main(["--help"]) == 0
     assert "experiment" in capsys.readouterr().out
+
+
+def test_fingerprint_ignores_what_a_cell_never_uses(tmp_path):
+    from skill_sd_trl.experiment import ExperimentConfigError, cell_fingerprint, check_fingerprint, load_experiment
+
+    config = Path(__file__).resolve().parent.parent / "recipes" / "sokoban" / "experiments" / "experiment_cpu.yaml"
+    exp = load_experiment(config)
+    stored = cell_fingerprint(exp, "grpo", 0, 0)
+    stored["recipe"]["max_eval_samples"] = 3  # the train command's final evaluation: a cell never runs it
+    check_fingerprint(exp, "grpo", 0, 0, stored)
+    stored["recipe"]["learning_rate"] = 1.0  # this one changes the result
+    with pytest.raises(ExperimentConfigError, match="differs in: learning_rate"):
+        check_fingerprint(exp, "grpo", 0, 0, stored)
