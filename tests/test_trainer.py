@@ -484,3 +484,15 @@ def test_diagnostics_split_the_teacher_gap_and_sdl_by_rollout_outcome(tiny_model
     assert m["teacher/logp_gap_failure"] == pytest.approx(-0.5)
     assert m["self_distillation/sdl_success_share"] == pytest.approx(9 / 15)
     assert m["self_distillation/sdl"] == pytest.approx(15 / 6)
+
+
+def test_the_sdl_term_changes_the_update_relative_to_grpo(tiny_model_path, tmp_path):
+    updates = {}
+    for coef in (0.0, 0.5):
+        tr = trainer(tiny_model_path, tmp_path / str(coef), dataset=toy_dataset(skills="all"), sdl_coef=coef,
+                     max_steps=1)
+        before = _lora_params(tr.model)
+        tr.train()
+        updates[coef] = {n: p - before[n] for n, p in _lora_params(tr.model).items()}
+    # same seed, same samples, same GRPO gradient: the only difference is λ·∇L_SDL
+    assert any(not torch.allclose(updates[0.0][n], updates[0.5][n], atol=1e-7) for n in updates[0.0])
