@@ -261,6 +261,16 @@ def _repair_with_offsets(text: str, tok: Any, state: _ControlTokens) -> str:
     return text
 
 
+def append_to_last_message(prompt: Any, text: str) -> Any:
+    """``prompt`` with ``text`` appended to its last message (a plain string prompt: to its end), as TRL appends an
+    environment's ``reset()`` text; the input is left untouched. Empty ``text`` returns ``prompt`` itself."""
+    if not text:
+        return prompt
+    if isinstance(prompt, str):
+        return prompt + text
+    return [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + text}]
+
+
 def prompt_text(prompt: Any) -> str:
     """The plain text of a prompt (messages joined), for logs and summaries."""
     if isinstance(prompt, str):

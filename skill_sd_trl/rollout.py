@@ -23,7 +23,7 @@ import torch
 from accelerate.utils import gather_object
 
 from .envs.base import TextEnv
-from .prompts import prompt_text, task_id_of
+from .prompts import append_to_last_message, prompt_text, task_id_of
 from .trajectory import Trajectory, Turn
 
 STOP_REASONS = ("solved", "done", "max_turns", "invalid_output", "context_full", "env_error")
@@ -191,8 +191,7 @@ def play_episodes(prompts: list, rows: Sequence[Mapping[str, Any]], backend: Gen
 def _start(prompt, row, backend, env_factory) -> _Episode:
     env = env_factory()
     extra = env.reset(row)
-    if extra:  # like TRL's environment_factory: appended to the last user message
-        prompt = [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + extra}]
+    prompt = append_to_last_message(prompt, extra or "")  # like TRL's environment_factory
     return _Episode(env, prompt, backend.tokenize_prompt(prompt), [], [], [], [])
 
 

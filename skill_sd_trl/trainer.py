@@ -34,7 +34,7 @@ from trl.trainer.utils import pad
 from .atomic import atomic_write, atomic_write_json
 from .config import SkillSDConfig
 from .losses import masked_mean, sanitize_logps, sdl_per_token
-from .prompts import add_context_to_prompt, prompt_text, task_id_of
+from .prompts import add_context_to_prompt, append_to_last_message, prompt_text, task_id_of
 from .skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
 from .teacher import Teacher
 from .trajectory import Trajectory, Turn
@@ -224,7 +224,7 @@ class SkillSDTrainer(GRPOTrainer):
             plan.student_prompts = list(sampled)  # the student sampled under its own (plain) prompt
         else:
             plan.student_prompts = [
-                _with_reset_text(plain, _reset_text(parent, given), _reset_text(s_in, s_out))
+                append_to_last_message(plain, _reset_text(parent, given) + _reset_text(s_in, s_out))
                 for plain, parent, given, s_in, s_out in zip(
                     plan.plain_prompts, plan.parent_prompts, prompts, sent, sampled, strict=True
                 )
@@ -606,16 +606,6 @@ def _reset_text(before: Any, after: Any) -> str:
         "Cannot tell the environment's reset() text from the prompt it extended (expected text appended to the last "
         "message). Skill-augmented GRPO and teacher rollouts need environments that extend prompts that way."
     )
-
-
-def _with_reset_text(prompt: Any, *texts: str) -> Any:
-    """``prompt`` with ``texts`` appended to its last message, as TRL appends ``reset()`` observations."""
-    extra = "".join(texts)
-    if not extra:
-        return prompt
-    if isinstance(prompt, str):
-        return prompt + extra
-    return [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + extra}]
 
 
 def _repeated(cache, repeats: int):

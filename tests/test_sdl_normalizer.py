@@ -131,8 +131,14 @@ def test_window_sum_of_sdl_contributions_has_the_intended_normalization(window_t
     assert math.fsum(sums) / num_items != pytest.approx((sums[0] / counts[0] + sums[1] / counts[1]) / 2, rel=1e-3)
     # each micro-batch's own contribution, too (not only their sum)
     for k in range(2):
-        own = sums[k] / num_items if loss_type in GLOBAL_TOKEN_LOSSES else sums[k] / counts[k] / 2
+        own = sums[k] / _normalizer(loss_type, num_items, counts[k])
         assert contributions[k].item() == pytest.approx(own, rel=1e-12)
+
+
+def _normalizer(loss_type, num_items, micro_batch_tokens):
+    """What one micro-batch's SDL sum is divided by in a window of 2 (GA = 2): the window's token count for the
+    global-token losses, else the micro-batch's own token count times the accumulation steps."""
+    return num_items if loss_type in GLOBAL_TOKEN_LOSSES else micro_batch_tokens * 2
 
 
 @pytest.mark.parametrize("loss_type", ALL_LOSSES)
@@ -145,7 +151,7 @@ def test_gradient_of_the_window_is_the_normalized_per_token_gradient(window_trai
     for k in range(2):
         student = _student(k)
         tr._sdl_loss(student, _inputs(k, num_items)).backward()
-        norm = num_items if loss_type in GLOBAL_TOKEN_LOSSES else counts[k] * 2
+        norm = _normalizer(loss_type, num_items, counts[k])
         for i in range(2):
             for j in range(4):
                 s, o, t = STUDENT[k][i][j], OLD[k][i][j], TEACHER[k][i][j]
@@ -176,7 +182,7 @@ def test_a_row_without_teacher_signal_adds_nothing_but_keeps_its_tokens_in_the_n
     num_items = sum(counts)
     got = tr._sdl_loss(_student(0), _inputs(0, num_items, scored_rows=(1.0, 0.0))).item()
     row0 = math.fsum(_per_token(STUDENT[0][0][j], OLD[0][0][j], TEACHER[0][0][j]) for j in range(4))
-    norm = num_items if loss_type in GLOBAL_TOKEN_LOSSES else counts[0] * 2  # row 1's 2 tokens still count
+    norm = _normalizer(loss_type, num_items, counts[0])  # row 1's 2 tokens still count
     assert got == pytest.approx(row0 / norm, rel=1e-12)
 
 
