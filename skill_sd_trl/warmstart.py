@@ -6,8 +6,8 @@ gives the CPU experiments the same kind of start: TRL's ``SFTTrainer`` fine-tune
 demonstrations (``<answer>Up || Left</answer>``) for a few steps, and the merged model becomes a plain model folder.
 
 Demonstration levels come from their own generator namespace (``sokoban-warmstart/...``) and every board that
-appears in the train or test split of any level seed in ``exclude_level_seeds`` is dropped, so no RL train or test
-level is ever seen during the warm start.
+appears in the train or test split of any preset in ``exclude_presets`` at any level seed in ``exclude_level_seeds``
+is dropped, so no RL train or test level is ever seen during the warm start.
 
 A warm start is addressed by an alias (``smollm2-135m-sokoban-base``) wherever a model name is accepted: the first
 use builds it (deterministic from its seed; ≈ minutes on 2 CPU cores, progress shown), atomically and under an
@@ -41,7 +41,8 @@ class WarmStart:
         num_demonstrations: distinct demonstration levels.
         max_steps / batch_size / learning_rate: the SFT run.
         lora_r / lora_alpha / lora_target_modules: the LoRA that is trained, then merged.
-        exclude_level_seeds: level seeds whose train and test boards are never used as demonstrations.
+        exclude_presets / exclude_level_seeds: presets and level seeds whose train and test boards are never used as
+            demonstrations (every CPU preset the RL recipes train or evaluate on).
         seed: the SFT seed (data order, LoRA init).
     """
 
@@ -56,6 +57,7 @@ class WarmStart:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    exclude_presets: tuple[str, ...] = ("small", "short")
     exclude_level_seeds: tuple[int, ...] = tuple(range(10))
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -85,16 +87,18 @@ def resolve_warm_start(spec: WarmStart) -> str:
 
 
 def demonstration_levels(spec: WarmStart) -> list:
-    """``spec.num_demonstrations`` distinct solved levels, none of them a train/test board of an excluded seed."""
+    """``spec.num_demonstrations`` distinct solved levels, none of them a train/test board of an excluded preset
+    and seed."""
     from .envs.sokoban.dataset import _level_pool, _resolve_preset
     from .envs.sokoban.generator import generate_level
 
     preset = _resolve_preset(spec.env_preset)
     excluded = set()
-    for level_seed in spec.exclude_level_seeds:
-        train, test = _level_pool(preset, level_seed)
-        excluded.update(train)
-        excluded.update(test)
+    for name in spec.exclude_presets:
+        for level_seed in spec.exclude_level_seeds:
+            train, test = _level_pool(_resolve_preset(name), level_seed)
+            excluded.update(train)
+            excluded.update(test)
     levels, seen, k = [], set(), 0
     while len(levels) < spec.num_demonstrations:
         if k >= 50 * spec.num_demonstrations:

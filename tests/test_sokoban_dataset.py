@@ -28,11 +28,14 @@ def test_presets_match_the_paper_and_cpu_settings():
     assert (paper.dim, paper.num_boxes, paper.max_steps, paper.num_train, paper.num_test) == ((6, 6), 2, 40, 96, 64)
     assert (small.dim, small.num_boxes, small.max_steps, small.num_train, small.num_test) == ((6, 6), 1, 20, 32, 16)
     assert (tiny.num_boxes, tiny.max_solution_length, tiny.num_train, tiny.num_test) == (1, 4, 8, 8)
+    short = PRESETS["short"]  # the CPU learning experiment: small room, 2-3 move solutions, 32 test levels
+    assert (short.dim, short.num_boxes, short.max_steps, short.num_train, short.num_test) == ((6, 6), 1, 20, 64, 32)
+    assert (short.min_solution_length, short.max_solution_length) == (2, 3)
     with pytest.raises(dataclasses.FrozenInstanceError):
         paper.num_train = 1  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "short", "paper"])
 def test_splits_have_the_right_sizes_columns_and_levels(preset):
     spec = PRESETS[preset]
     for split, size in (("train", spec.num_train), ("test", spec.num_test)):
@@ -70,7 +73,7 @@ def test_ground_truth_wins_every_test_level_in_the_env():
         assert env.score().success and env.score().completion == 1.0
 
 
-@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "short", "paper"])
 def test_train_and_test_are_disjoint_and_ids_unique(preset):
     train = make_sokoban_dataset(preset, "train", seed=3)
     test = make_sokoban_dataset(preset, "test", seed=3)

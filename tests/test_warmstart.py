@@ -16,7 +16,7 @@ from skill_sd_trl.warmstart import WarmStart, demonstration_levels, demonstratio
 def _spec(base, **overrides):
     kw = dict(alias="tiny-sokoban-base", base=base, env_preset="tiny", num_demonstrations=12, max_steps=3,
               batch_size=4, learning_rate=1e-2, lora_r=4, lora_alpha=8, lora_target_modules=("q_proj", "v_proj"),
-              exclude_level_seeds=(0, 1, 2))
+              exclude_presets=("tiny",), exclude_level_seeds=(0, 1, 2))
     kw.update(overrides)
     return WarmStart(**kw)
 
@@ -37,6 +37,17 @@ def test_demonstrations_never_show_an_rl_level_and_are_optimal_and_reproducible(
         moves = parse_actions(answer)
         assert len(moves) == level.solution_length and apply_moves(level, moves).is_solved
         assert row["prompt"][0]["content"].startswith("Sokoban. Push every box")  # the compact RL prompt
+
+
+def test_the_registered_base_never_saw_a_cpu_experiment_level():
+    spec = warmstart.WARM_STARTS["smollm2-135m-sokoban-base"]
+    assert {"small", "short"} <= set(spec.exclude_presets) and set(range(10)) <= set(spec.exclude_level_seeds)
+    levels = set(demonstration_levels(spec))
+    assert len(levels) == spec.num_demonstrations
+    for preset in ("small", "short"):
+        for seed in range(10):
+            train, test = _level_pool(PRESETS[preset], seed)
+            assert not levels & (set(train) | set(test)), (preset, seed)
 
 
 def test_alias_builds_once_atomically_and_trains_the_weights(tiny_model_path, tmp_path, monkeypatch):

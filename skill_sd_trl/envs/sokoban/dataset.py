@@ -53,6 +53,10 @@ PRESETS: dict[str, SokobanPreset] = {
     "paper": SokobanPreset("paper", (6, 6), 2, 40, 96, 64, min_solution_length=6, max_solution_length=24),
     # CPU-sized runs: one box, shorter budgets.
     "small": SokobanPreset("small", (6, 6), 1, 20, 32, 16, min_solution_length=2, max_solution_length=10),
+    # The CPU learning experiment: the small room, only levels with 2-3 move solutions (where a warm-started 135M
+    # model solves some and fails others, so GRPO groups carry a signal), and a test split big enough that one level
+    # is 3 %, not 6 %. Train and test are drawn from the same distribution and never share a level.
+    "short": SokobanPreset("short", (6, 6), 1, 20, 64, 32, min_solution_length=2, max_solution_length=3),
     "tiny": SokobanPreset("tiny", (5, 5), 1, 10, 8, 8, min_solution_length=1, max_solution_length=4),
 }
 
