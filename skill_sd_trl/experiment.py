@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from .atomic import atomic_write, atomic_write_json
 
 RESULT_FILE = "result.json"
 CELL_FILE = "cell.json"
+BASE_EVALS_DIR = "base_evals"
 CELL_RECIPE = "recipe.yaml"
 CELL_LOG = "log.txt"
 EVENTS_FILE = "events.jsonl"
@@ -308,6 +310,28 @@ def check_fingerprint(exp: Experiment, method: str, seed: int, level_seed: int, 
         f"(differs in: {', '.join(diff)}); use a new --output-dir, or --force to re-run it")
 
 
+#: Recipe keys that only shape training, never the step-0 model: cells differing only in these evaluate the same base
+#: model on the same levels, so (greedy) they share one step-0 evaluation. An unlisted key keeps cells apart.
+_TRAINING_ONLY = ("seed", "sdl_coef", "grpo_coef", "skill_source", "teacher_context", "teacher_sync_mode",
+                  "rollout_policy", "skills_in_student_prompt", "use_vllm", "learning_rate", "summarizer",
+                  "summarizer_wait", "skill_granularity", "teacher_sync_steps", "max_steps")
+
+
+def base_eval_path(exp: Experiment, method: str, seed: int, level_seed: int) -> Path | None:
+    """Where the step-0 evaluation of this cell is shared with every cell of the same base model and levels.
+
+    ``None`` when it cannot be shared: sampled evaluation, or a model that depends on the training seed
+    (``tiny_model`` builds a random model from it).
+    """
+    fingerprint = cell_fingerprint(exp, method, seed, level_seed)
+    recipe = fingerprint["recipe"]
+    if not exp.eval.greedy or recipe.get("tiny_model"):
+        return None
+    key = {"recipe": {k: v for k, v in recipe.items() if k not in _TRAINING_ONLY}, "eval": fingerprint["eval"]}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    return exp.output_dir / BASE_EVALS_DIR / f"levels{level_seed}-{digest}.json"
+
+
 def _write_cell_spec(exp: Experiment, method: str, seed: int, level_seed: int) -> Path:
     import yaml
 
@@ -318,6 +342,8 @@ def _write_cell_spec(exp: Experiment, method: str, seed: int, level_seed: int) -
             "eval_every": exp.eval_every, "eval": vars(exp.eval), "experiment": str(exp.path),
             "base_recipe": str(exp.base_recipe), "method_overrides": exp.methods[method],
             "shared_overrides": exp.overrides, "fingerprint": cell_fingerprint(exp, method, seed, level_seed)}
+    shared = base_eval_path(exp, method, seed, level_seed)
+    spec["base_eval"] = str(shared.resolve()) if shared is not None else None
     atomic_write_json(cell_dir / CELL_FILE, spec)
     return cell_dir
 
@@ -427,8 +453,23 @@ def _make_curve_callback(trainer, script, spec: dict, cell_start: float):
 
         def on_train_begin(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                self._evaluate(int(state.global_step))
+                self._evaluate_base(int(state.global_step))
             self._mark = time.perf_counter()
+
+        def _evaluate_base(self, step: int) -> None:
+            """Step 0 is the same greedy evaluation of the same model in every cell that shares ``base_eval``:
+            the first cell runs it, the others read it (marked ``shared``)."""
+            shared = Path(spec["base_eval"]) if spec.get("base_eval") and step == 0 else None
+            if shared is not None and shared.is_file():
+                row = json.loads(shared.read_text(encoding="utf-8"))
+                self.evals.append(dict(row, train_seconds=0.0, wall_seconds=time.perf_counter() - cell_start,
+                                       eval_seconds=0.0, shared=True))
+                print(f"[experiment] step 0: test Acc. {row['test_acc']:.1f} (shared base evaluation {shared})",
+                      flush=True)
+                return
+            self._evaluate(step)
+            if shared is not None:
+                atomic_write_json(shared, self.evals[-1])
 
         def on_step_end(self, args, state, control, **kwargs):
             now = time.perf_counter()

@@ -101,6 +101,35 @@ def test_each_cell_records_curves_timing_memory_and_trainer_logs(matrix):
     assert (matrix["out"] / "cells" / "skill_sd" / "seed0-levels0" / "skill_bank.json").exists()
 
 
+def test_the_base_model_is_evaluated_once_and_its_result_shared_by_every_cell(matrix):
+    out = matrix["out"]
+    files = list((out / ex.BASE_EVALS_DIR).glob("*.json"))
+    assert len(files) == 1  # one base model, one level set, one evaluation setting
+    stored = json.loads(files[0].read_text())
+    first = result(out, "grpo", 0)["evals"][0]  # the first cell that ran evaluated the base model itself
+    assert "shared" not in first and first["eval_seconds"] > 0
+    assert {k: first[k] for k in stored} == stored
+    for method, seed in [("grpo", 1), ("skill_sd", 0), ("skill_sd", 1)]:
+        base = result(out, method, seed)["evals"][0]
+        assert base["shared"] is True and base["eval_seconds"] == 0.0
+        for key in ("step", "test_acc", "test_comp", "test_reward", "test_episodes", "train_acc", "train_episodes"):
+            assert base[key] == stored[key]
+
+
+def test_cells_share_a_base_evaluation_only_when_it_is_the_same_evaluation(tmp_path, tiny_model_path):
+    exp = ex.load_experiment(tiny_config(tmp_path, tiny_model_path))
+    path = ex.base_eval_path(exp, "grpo", 0, 0)
+    assert path == ex.base_eval_path(exp, "skill_sd", 1, 0)  # method and seed do not change the step-0 model
+    assert path != ex.base_eval_path(exp, "grpo", 0, 1)  # other levels
+    other = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, eval={"test_levels": 2, "train_levels": 1}))
+    assert ex.base_eval_path(other, "grpo", 0, 0) != path
+    moved = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, methods={
+        "grpo": {"sdl_coef": 0.0}, "skill_sd": {"sdl_coef": 0.001, "max_turns": 1}}))
+    assert ex.base_eval_path(moved, "grpo", 0, 0) != ex.base_eval_path(moved, "skill_sd", 0, 0)  # a rollout limit
+    sampled = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, eval={"greedy": False}))
+    assert ex.base_eval_path(sampled, "grpo", 0, 0) is None
+
+
 def _rows(table: str) -> dict[str, list[str]]:
     rows = {}
     for line in table.splitlines()[2:]:
