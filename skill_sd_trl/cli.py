@@ -17,7 +17,7 @@ USAGE = """skill-sd-trl <command> [options]
 
 commands:
   train      train with a recipe:  skill-sd-trl train --config recipes/sokoban/skill_sd_cpu.yaml [--flag value ...]
-  eval       evaluate models:      skill-sd-trl eval --model smollm2-135m-instruct --model outputs/run --env sokoban
+  eval       evaluate models:      skill-sd-trl eval --config recipes/sokoban/skill_sd_cpu.yaml --model smollm2-135m-sokoban-base outputs/run
   report     training curves:      skill-sd-trl report outputs/run
   show-bank  print a skill bank:   skill-sd-trl show-bank outputs/run/skill_bank.json
   experiment methods x seeds:      skill-sd-trl experiment --config recipes/sokoban/experiment_cpu.yaml [--methods grpo,skill_sd]
@@ -45,22 +45,40 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_train_args(argv: list[str]):
     """(script args, SkillSDConfig, ModelConfig) from ``--config recipe.yaml`` and flags, with recipe-key checks."""
-    from trl import ModelConfig, TrlParser
+    from trl import TrlParser
+
+    types = _train_types()
+    recipe = _config_path(argv)
+    if recipe is not None:
+        check_recipe(recipe, types)
+    script, args, model_args = _parse(TrlParser(types), argv)
+    return script, args, model_args, recipe
+
+
+def _parse(parser, argv: list[str], **kwargs):
+    """Parse, turning a bad value (a dataclass ``__post_init__`` check) into one line that names the field."""
+    try:
+        return parser.parse_args_and_config(args=argv, **kwargs)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def _train_types() -> tuple:
+    from trl import ModelConfig
 
     from .config import SkillSDConfig
     from .script_args import SkillSDScriptArguments
 
-    types = (SkillSDScriptArguments, SkillSDConfig, ModelConfig)
-    recipe = None
-    if "--config" in argv:
-        index = argv.index("--config")
-        if index + 1 >= len(argv):
-            raise SystemExit("error: --config needs a path to a recipe YAML file.")
-        recipe = argv[index + 1]
-        check_recipe(recipe, types)
-    parser = TrlParser(types)
-    script, args, model_args = parser.parse_args_and_config(args=argv)
-    return script, args, model_args, recipe
+    return (SkillSDScriptArguments, SkillSDConfig, ModelConfig)
+
+
+def _config_path(argv: list[str]) -> str | None:
+    if "--config" not in argv:
+        return None
+    index = argv.index("--config")
+    if index + 1 >= len(argv):
+        raise SystemExit("error: --config needs a path to a recipe YAML file.")
+    return argv[index + 1]
 
 
 def check_recipe(path: str, types) -> dict:
@@ -91,52 +109,30 @@ def train_main(argv: list[str]) -> int:
 
 
 def eval_main(argv: list[str]) -> int:
-    from .envs.registry import ENV_NAMES
+    """Evaluate models on one environment: the flags (or a train recipe via ``--config``) of :class:`EnvArguments`."""
+    from trl import TrlParser
 
-    p = argparse.ArgumentParser(prog="skill-sd-trl eval", description="Evaluate models/checkpoints on environments.")
-    p.add_argument("--model", action="append", required=True,
-                   help="Model or checkpoint (Hub id, embedded alias, folder, LoRA checkpoint); repeat for a side-by-side table.")
-    p.add_argument("--label", action="append", help="Display name per --model (same order).")
-    p.add_argument("--env", action="append", choices=ENV_NAMES, help="Environment(s); repeat for several. Default: sokoban.")
-    p.add_argument("--split", default=None, help="Split (default: each env's evaluation split).")
-    p.add_argument("--preset", default="small", help="Environment preset (Sokoban: tiny, small, paper).")
-    p.add_argument("--seed", type=int, default=0, help="Task generator seed.")
-    p.add_argument("--server-url", default=None, help="AppWorld server URL(s), comma-separated (env appworld).")
-    p.add_argument("--lenient-actions", action="store_true",
-                   help="Sokoban: read direction words from turns that miss the answer grammar (tiny models).")
-    p.add_argument("--prompt-style", choices=["full", "compact"], default=None,
-                   help="Sokoban prompt (the one the model was trained with; the CPU recipes use compact).")
-    p.add_argument("--max-samples", type=int, default=None, help="Evaluate on only the first N tasks.")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-turns", type=int, default=None)
-    p.add_argument("--max-new-tokens-per-turn", type=int, default=None)
-    p.add_argument("--completion-budget", type=int, default=1024, help="Token budget of a whole episode.")
-    p.add_argument("--output-dir", default=None, help="Write eval_results.json and eval_results.csv here.")
-    a = p.parse_args(argv)
-    if a.label and len(a.label) != len(a.model):
-        p.error(f"--label given {len(a.label)} times for {len(a.model)} --model; give one label per model or none.")
+    from .envs.arguments import EnvArguments
+    from .evaluation import EvalArguments, evaluate, format_table, load_for_eval, write_results
 
-    from .envs.registry import get_env_spec
-    from .evaluation import evaluate, format_table, load_for_eval, write_results
-
+    recipe = _config_path(argv)
+    if recipe is not None:
+        check_recipe(recipe, _train_types() + (EvalArguments,))  # a train recipe is welcome; a typo is not
+    parser = TrlParser((EnvArguments, EvalArguments), prog="skill-sd-trl eval",
+                       description="Evaluate models or checkpoints on an environment (Acc./Comp. table).")
+    env, a = _parse(parser, argv, fail_with_unknown_args=False)
     results = []
-    labels = a.label or a.model
-    for path, label in zip(a.model, labels, strict=True):
+    for path, label in zip(a.model, a.label or a.model, strict=True):
         if not Path(path).exists() and "/" not in path and not path.lower().startswith(("smollm2", "embedded:")):
             raise SystemExit(f"error: model {path!r} is neither a folder, a Hub id (org/name) nor an embedded alias.")
         model, tokenizer = load_for_eval(path)
-        for env in a.env or ["sokoban"]:
-            spec = get_env_spec(env)
-            limits = spec.limits(a.max_turns, a.max_new_tokens_per_turn)
-            result = evaluate(label, env=env, split=a.split, max_samples=a.max_samples, batch_size=a.batch_size,
-                              env_options={"preset": a.preset, "seed": a.seed, "server_url": a.server_url,
-                                           "lenient_actions": a.lenient_actions or None,
-                                           "prompt_style": a.prompt_style},
-                              limits=limits, completion_budget=a.completion_budget, model=model, tokenizer=tokenizer)
-            results.append(result)
+        results.append(evaluate(label, env=env.env_name, split=env.eval_split, env_options=env.options(),
+                                max_samples=env.max_eval_samples, batch_size=env.eval_batch_size,
+                                limits=env.limits(), completion_budget=a.max_completion_length, model=model,
+                                tokenizer=tokenizer))
     print("\n" + format_table(results) + "\n")
-    if a.output_dir:
-        json_path, csv_path = write_results(results, a.output_dir)
+    if a.eval_output_dir:
+        json_path, csv_path = write_results(results, a.eval_output_dir)
         print(f"wrote {json_path} and {csv_path}")
     return 0
 

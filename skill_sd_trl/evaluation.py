@@ -16,6 +16,30 @@ from .rollout import ModelBackend, RolloutLimits, play_episodes
 
 
 @dataclass
+class EvalArguments:
+    """The ``eval`` command's own fields; the environment comes from :class:`~skill_sd_trl.envs.arguments.EnvArguments`
+    (the same class ``train`` parses, so ``--config <train recipe>`` evaluates on the recipe's environment)."""
+
+    model: list[str] | None = field(
+        default=None,
+        metadata={"help": "Models or checkpoints (Hub id, embedded alias, folder, LoRA checkpoint); several give a "
+                          "side-by-side table."},
+    )
+    label: list[str] | None = field(default=None, metadata={"help": "Display name per model (same order)."})
+    max_completion_length: int = field(default=1024, metadata={"help": "Token budget of a whole episode."})
+    eval_output_dir: str | None = field(
+        default=None, metadata={"help": "Write eval_results.json and eval_results.csv here."}
+    )
+
+    def __post_init__(self):
+        if not self.model:
+            raise ValueError("model is required: give --model <name or folder> [<another> ...].")
+        if self.label and len(self.label) != len(self.model):
+            raise ValueError(f"label has {len(self.label)} names for {len(self.model)} models; give one label per "
+                             "model or none.")
+
+
+@dataclass
 class EvalResult:
     """Aggregate scores of one model on one environment split (percentages, as in the paper)."""
 

@@ -404,16 +404,14 @@ def _make_curve_callback(trainer, script, spec: dict, cell_start: float):
     """A TrainerCallback: greedy test (and train-task) evaluation at step 0 and every ``eval_every`` steps, timed."""
     from transformers import TrainerCallback
 
-    from .envs.registry import get_env_spec
     from .evaluation import evaluate
-    from .train import _limits, env_options
 
-    env_spec = get_env_spec(script.env_name)
+    env_spec = script.spec
     settings = spec["eval"]
     train_levels = settings["train_levels"]
     if train_levels is None:
         train_levels = script.max_train_samples  # the tasks trained on (None: the whole train split)
-    common = dict(env=script.env_name, env_options=env_options(script), limits=_limits(script, env_spec),
+    common = dict(env=script.env_name, env_options=script.options(), limits=script.limits(),
                   batch_size=settings["batch_size"] or script.eval_batch_size,
                   completion_budget=trainer.args.max_completion_length, tokenizer=trainer.processing_class,
                   do_sample=not settings["greedy"], temperature=settings["temperature"], progress=False)

@@ -22,29 +22,11 @@ from typing import Any, Protocol
 import torch
 from accelerate.utils import gather_object
 
-from .envs.base import TextEnv
+from .envs.base import RolloutLimits, TextEnv
 from .prompts import append_to_last_message, prompt_text, task_id_of
 from .trajectory import Trajectory, Turn
 
 STOP_REASONS = ("solved", "done", "max_turns", "invalid_output", "context_full", "env_error")
-
-
-@dataclass
-class RolloutLimits:
-    """Per-episode limits. The completion budget (all turns and observations) is the trainer's
-    ``max_completion_length``; ``max_context_tokens`` additionally bounds prompt + completion."""
-
-    max_turns: int = 8
-    max_new_tokens_per_turn: int = 64
-    max_context_tokens: int | None = None
-    max_consecutive_invalid: int | None = 3
-
-    def __post_init__(self):
-        for name in ("max_turns", "max_new_tokens_per_turn"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
-        if self.max_consecutive_invalid is not None and self.max_consecutive_invalid < 1:
-            raise ValueError("max_consecutive_invalid must be ≥ 1 or None (never stop on invalid output).")
 
 
 @dataclass

@@ -1,10 +1,11 @@
-"""Recipe fields that are not trainer or model settings: environment, skills, evaluation (the `train` command)."""
+"""Recipe fields that are not trainer or model settings: the environment (:class:`EnvArguments`), skills and
+evaluation (the `train` command)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .envs.registry import ENV_NAMES
+from .envs.arguments import EnvArguments
 
 REWARDS = ("env", "success", "completion")
 SKILL_SOURCES = ("bank", "column", "none")
@@ -13,39 +14,9 @@ SKILL_GRANULARITIES = ("trajectory", "group")
 
 
 @dataclass
-class SkillSDScriptArguments:
-    """Environment, skill pipeline and evaluation settings of a recipe."""
+class SkillSDScriptArguments(EnvArguments):
+    """Environment (inherited), skill pipeline and evaluation settings of a recipe."""
 
-    env_name: str = field(default="sokoban", metadata={"help": "Environment name.", "choices": list(ENV_NAMES)})
-    env_preset: str = field(default="small", metadata={"help": "Environment preset (Sokoban: tiny, small, paper)."})
-    env_seed: int = field(default=0, metadata={"help": "Seed of the task generator (reproducible task sets)."})
-    env_server_url: str | None = field(
-        default=None, metadata={"help": "URL of a running AppWorld environment server (env_name=appworld)."}
-    )
-    env_reward_mode: str | None = field(
-        default=None, metadata={"help": "Sokoban reward: shaped (classic shaping, default) or success (1 on solve)."}
-    )
-    env_prompt_style: str | None = field(
-        default=None,
-        metadata={"help": "Sokoban prompt: full (rules spelled out, default) or compact (the same facts in about a "
-                          "third of the tokens; CPU recipes)."},
-    )
-    env_lenient_actions: bool = field(
-        default=False,
-        metadata={"help": "Sokoban, for very small models: read direction words from turns that miss the answer "
-                          "grammar, with a format penalty (the exact grammar still pays more)."},
-    )
-    train_split: str | None = field(default=None, metadata={"help": "Training split (default: the env's)."})
-    eval_split: str | None = field(default=None, metadata={"help": "Evaluation split (default: the env's)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training tasks."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on only the first N tasks."})
-    max_turns: int | None = field(default=None, metadata={"help": "Max agent turns per episode (default: the env's)."})
-    max_new_tokens_per_turn: int | None = field(
-        default=None, metadata={"help": "Max tokens the model writes per turn (default: the env's)."}
-    )
-    max_context_tokens: int | None = field(
-        default=None, metadata={"help": "Optional bound on prompt + episode tokens; the episode stops when full."}
-    )
     reward: str = field(
         default="env",
         metadata={"help": "Training reward: the env's shaped return, success (Acc.) or completion (Comp.).",
@@ -97,14 +68,14 @@ class SkillSDScriptArguments:
     evaluate_after_training: bool = field(
         default=True, metadata={"help": "Evaluate the base and the trained model and print the Acc./Comp. table."}
     )
-    eval_batch_size: int = field(default=8, metadata={"help": "Episodes played at once during evaluation."})
     tiny_model: bool = field(
         default=False,
         metadata={"help": "Replace the model by a tiny random offline model (dry runs and tests of recipes)."},
     )
 
     def __post_init__(self):
-        for name, choices in (("env_name", ENV_NAMES), ("reward", REWARDS), ("skill_source", SKILL_SOURCES),
+        super().__post_init__()
+        for name, choices in (("reward", REWARDS), ("skill_source", SKILL_SOURCES),
                               ("summarizer", SUMMARIZERS), ("skill_granularity", SKILL_GRANULARITIES),
                               ("bank_strategy", ("ucb", "latest", "best"))):
             value = getattr(self, name)

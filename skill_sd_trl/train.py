@@ -9,7 +9,6 @@ import shutil
 from dataclasses import asdict
 
 from .config import SkillSDConfig
-from .envs.registry import get_env_spec
 from .script_args import SkillSDScriptArguments
 
 logger = logging.getLogger(__name__)
@@ -28,8 +27,8 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
     from .skills.provider import ColumnSkillProvider
     from .trainer import SkillSDTrainer
 
-    spec = get_env_spec(script.env_name)
-    options = env_options(script)
+    spec = script.spec
+    options = script.options()
     train_dataset = spec.dataset(script.train_split or spec.train_split, options)
     if script.max_train_samples is not None:
         train_dataset = train_dataset.select(range(min(script.max_train_samples, len(train_dataset))))
@@ -43,7 +42,7 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    rollout = MultiTurnRollout(spec.env_factory(options), _limits(script, spec), env_name=spec.name)
+    rollout = MultiTurnRollout(spec.env_factory(options), script.limits(), env_name=spec.name)
     reward = {"env": rewards.env_reward, "success": rewards.success_reward, "completion": rewards.completion_reward}
 
     bank = None
@@ -123,8 +122,8 @@ def _drain_with_progress(callback, timeout: float) -> None:
 def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):
     """The paper-style table for the starting model (and the trained one), printed and written to output_dir."""
     from .evaluation import evaluate, format_table, write_results
-    limits = _limits(script, get_env_spec(script.env_name))
-    common = dict(env=script.env_name, split=script.eval_split, env_options=env_options(script),
+    limits = script.limits()
+    common = dict(env=script.env_name, split=script.eval_split, env_options=script.options(),
                   max_samples=script.max_eval_samples, batch_size=script.eval_batch_size, limits=limits,
                   completion_budget=trainer.args.max_completion_length, tokenizer=trainer.processing_class)
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -142,18 +141,6 @@ def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):
     print("\n" + format_table(results) + "\n")
     write_results(results, trainer.args.output_dir)
     return results
-
-
-def _limits(script: SkillSDScriptArguments, spec):
-    """The recipe's rollout limits, the environment's defaults where the recipe sets none."""
-    return spec.limits(script.max_turns, script.max_new_tokens_per_turn, script.max_context_tokens)
-
-
-def env_options(script: SkillSDScriptArguments) -> dict:
-    """The recipe's environment options (each spec takes the ones it knows)."""
-    return {"preset": script.env_preset, "seed": script.env_seed, "server_url": script.env_server_url,
-            "reward_mode": script.env_reward_mode, "lenient_actions": script.env_lenient_actions or None,
-            "prompt_style": script.env_prompt_style}
 
 
 def method_label(args: SkillSDConfig) -> str:
@@ -197,8 +184,9 @@ def _make_bank(script: SkillSDScriptArguments):
 def _make_summarizer(script: SkillSDScriptArguments, student_path: str):
     from .skills.summarizers import build_summarizer
 
+    spec = script.spec  # the environment brings its summary prompt and event vocabulary; skills/ knows none
     if script.summarizer == "experience":
-        return build_summarizer("experience")
+        return build_summarizer("experience", events={spec.name: spec.events})
     prompt = script.summarizer_prompt
     if prompt is not None and os.path.isfile(prompt):
         with open(prompt, encoding="utf-8") as f:
@@ -208,9 +196,10 @@ def _make_summarizer(script: SkillSDScriptArguments, student_path: str):
 
         # a path, never the student object: the summarizer runs in a background thread on its own copy
         return build_summarizer("transformers", model=resolve_model(script.summarizer_model or student_path),
-                                prompt=prompt)
+                                prompt=prompt, env_prompts={spec.name: spec.summary_prompt})
     return build_summarizer("openai", base_url=script.summarizer_base_url, model=script.summarizer_model,
-                            api_key_env=script.summarizer_api_key_env, timeout=script.summarizer_timeout, prompt=prompt)
+                            api_key_env=script.summarizer_api_key_env, timeout=script.summarizer_timeout, prompt=prompt,
+                            env_prompts={spec.name: spec.summary_prompt})
 
 
 class _NoSkills:

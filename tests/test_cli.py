@@ -25,9 +25,9 @@ def trained_run(tmp_path_factory, tiny_model_path):
 
 def test_eval_puts_several_checkpoints_side_by_side(trained_run, tiny_model_path, tmp_path, capsys):
     out = tmp_path / "eval"
-    code = main(["eval", "--model", tiny_model_path, "--model", str(trained_run), "--label", "base", "--label", "trained",
-                 "--env", "sokoban", "--preset", "tiny", "--max-samples", "3", "--max-turns", "2",
-                 "--max-new-tokens-per-turn", "4", "--output-dir", str(out)])
+    code = main(["eval", "--model", tiny_model_path, str(trained_run), "--label", "base", "trained",
+                 "--env_name", "sokoban", "--env_preset", "tiny", "--max_eval_samples", "3", "--max_turns", "2",
+                 "--max_new_tokens_per_turn", "4", "--eval_output_dir", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "| model | sokoban Acc. | sokoban Comp. | Avg. Acc. | Avg. Comp. |" in printed
@@ -38,6 +38,50 @@ def test_eval_puts_several_checkpoints_side_by_side(trained_run, tiny_model_path
     with open(out / "eval_results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["model"] for r in rows] == ["base", "trained"] and "sokoban Acc." in rows[0]
+
+
+def test_eval_with_a_train_recipe_uses_its_environment_levels_and_limits(monkeypatch, tiny_model_path, capsys):
+    from skill_sd_trl import evaluation
+
+    calls = []
+
+    def spy(label, **kwargs):  # records what eval would play, plays nothing
+        calls.append((label, kwargs))
+        return EvalResult(label, kwargs["env"], "test", 0, acc=0.0, comp=0.0, mean_reward=0.0)
+
+    monkeypatch.setattr(evaluation, "evaluate", spy)
+    assert main(["eval", "--config", RECIPE, "--model", tiny_model_path, "--max_turns", "2"]) == 0
+    (label, kw), = calls
+    assert label == tiny_model_path and kw["env"] == "sokoban"
+    # the recipe's environment (recipes/sokoban/skill_sd_cpu.yaml), the flag over the recipe
+    assert kw["env_options"] == {"preset": "small", "seed": 0, "server_url": None, "reward_mode": None,
+                                 "lenient_actions": True, "prompt_style": "compact"}
+    assert (kw["limits"].max_turns, kw["limits"].max_new_tokens_per_turn) == (2, 24)
+    assert kw["max_samples"] == 16 and kw["completion_budget"] == 512  # max_eval_samples, max_completion_length
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "a", "b", "--label", "x"], "error: label has 1 names for 2 models; give one label per model"),
+    ([], "error: model is required: give --model"),
+])
+def test_eval_bad_input_is_one_line_naming_the_field(argv, message):
+    with pytest.raises(SystemExit) as e:
+        main(["eval", *argv])
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_eval_unknown_environment_is_one_line_listing_the_known_ones(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", "m", "--env_name", "chess"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--env_name: invalid choice: 'chess'" in err[-1] and "sokoban" in err[-1]
+
+
+def test_eval_refuses_a_recipe_key_no_command_knows(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("env_name: sokoban\nenv_presett: tiny\n")
+    with pytest.raises(SystemExit, match="unknown recipe key 'env_presett'.*Did you mean 'env_preset'"):
+        main(["eval", "--config", str(recipe), "--model", "m"])
 
 
 def test_table_numbers_are_percentages_and_averages():

@@ -4,7 +4,9 @@ import re
 
 import pytest
 
-from skill_sd_trl.skills.prompts import DEFAULT_PROMPTS, PromptBook, PromptTemplateError, SummaryPrompt
+from skill_sd_trl.envs.appworld.summary import SUMMARY_PROMPT as APPWORLD_PROMPT
+from skill_sd_trl.envs.sokoban.summary import SUMMARY_PROMPT as SOKOBAN_PROMPT
+from skill_sd_trl.skills.prompts import GENERIC_PROMPT, PromptBook, PromptTemplateError, SummaryPrompt
 from skill_sd_trl.skills.render import (
     FOCUS_HEADER,
     contrast_shown,
@@ -80,22 +82,24 @@ def test_order_for_summary_keeps_best_and_worst():
 
 
 def test_prompt_book_picks_per_environment():
-    book = PromptBook()
-    assert book.for_env("sokoban") is DEFAULT_PROMPTS["sokoban"]
-    assert book.for_env("Sokoban-6x6") is DEFAULT_PROMPTS["sokoban"]
-    assert book.for_env("appworld") is DEFAULT_PROMPTS["appworld"]
-    assert book.for_env("mystery") is DEFAULT_PROMPTS["generic"]
-    custom = PromptBook({"sokoban": "Boxes! {trajectories}", "generic": "G {trajectory}"})
+    env_prompts = {"sokoban": SOKOBAN_PROMPT, "appworld": APPWORLD_PROMPT}  # what EnvSpec.summary_prompt brings
+    book = PromptBook(env_prompts=env_prompts)
+    assert book.for_env("sokoban") is SOKOBAN_PROMPT
+    assert book.for_env("Sokoban-6x6") is SOKOBAN_PROMPT
+    assert book.for_env("appworld") is APPWORLD_PROMPT
+    assert book.for_env("mystery") is GENERIC_PROMPT
+    assert PromptBook().for_env("sokoban") is GENERIC_PROMPT  # skills/ knows no environment by itself
+    custom = PromptBook({"sokoban": "Boxes! {trajectories}", "generic": "G {trajectory}"}, env_prompts)
     assert custom.for_env("sokoban").user == "Boxes! {trajectories}"
     assert custom.for_env("other").user == "G {trajectory}"
-    assert custom.for_env("appworld") is DEFAULT_PROMPTS["appworld"]
+    assert custom.for_env("appworld") is APPWORLD_PROMPT
     single = PromptBook("All envs: {trajectories}")
     assert single.for_env("appworld").user == "All envs: {trajectories}"
 
 
 def test_prompt_render_fills_placeholders():
     trajs = [long_traj(3, reward=1.0, success=True), long_traj(4)]
-    messages = DEFAULT_PROMPTS["sokoban"].render(trajs, max_chars=6000)
+    messages = SOKOBAN_PROMPT.render(trajs, max_chars=6000)
     assert [m["role"] for m in messages] == ["system", "user"]
     user = messages[1]["content"]
     assert "Sokoban level (id lvl-3):\nPush the boxes onto the targets." in user
@@ -164,7 +168,7 @@ def test_prompt_render_with_focus_fills_the_focus_placeholders():
     focus = tagged("FOCUSMOVE", reward=-2.5)
     twin = tagged("FOCUSMOVE", reward=-2.5)  # equal content, another episode: contrast
     winner = tagged("WIN", reward=4.0, success=True)
-    user = DEFAULT_PROMPTS["sokoban"].render([focus, twin, winner], max_chars=6000, focus=focus)[1]["content"]
+    user = SOKOBAN_PROMPT.render([focus, twin, winner], max_chars=6000, focus=focus)[1]["content"]
     assert ("Below is the episode to summarize (NOT SOLVED, reward -2.500), followed by 2 other episode(s) of the "
             "same task for contrast (1 of them solved it). Write the skill about the episode to summarize") in user
     assert user.count(FOCUS_HEADER) == 1 and user.count("=== Contrast episode") == 2

@@ -1,6 +1,7 @@
 """Summarizer backends: programmatic (experience), OpenAI-compatible HTTP (against a real loopback server) and a
 local transformers model (the tiny offline one)."""
 
+import dataclasses
 import json
 import threading
 import time
@@ -8,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from skill_sd_trl.envs.sokoban.summary import EVENTS as SOKOBAN_EVENTS
+from skill_sd_trl.envs.sokoban.summary import SUMMARY_PROMPT as SOKOBAN_PROMPT
 from skill_sd_trl.skills.schema import SkillParseError, parse_skill
 from skill_sd_trl.skills.summarizers import (
     ExperienceSummarizer,
@@ -33,6 +36,11 @@ def soko(turns, success, reward, completion=0.0, stop="solved", task_id="lvl-1",
                       success=success, completion=1.0 if success else completion, stop_reason=stop, step=step)
 
 
+def sokoban_summarizer():
+    """What the app layer builds for Sokoban: the experience summarizer with the environment's event vocabulary."""
+    return ExperienceSummarizer(events={"sokoban": SOKOBAN_EVENTS})
+
+
 def win6():
     return soko([move(["Up", "Up"]), move(["Left"], ["box_on_target"]), move(["Down", "Down", "Right"],
                  ["box_on_target", "solved"])], True, 11.5, step=1)
@@ -55,8 +63,26 @@ def loser():
     )
 
 
+def test_experience_summarizer_reads_events_only_through_the_environment_vocabulary():
+    from skill_sd_trl.skills.events import EventVocabulary
+
+    generic = parse_skill(ExperienceSummarizer().summarize([loser()])).mistake_analysis
+    assert "dead corner" not in generic  # skills/ knows no Sokoban event by itself
+    assert "Other events in unsolved episodes:" in generic and "box_in_dead_corner" in generic
+    assert "Invalid or unparseable actions: 1 turn(s)" in generic  # understood in every environment
+    custom = EventVocabulary(progress=frozenset({"box_on_target"}),
+                             mistakes={"wall_bump": ("Bumped a wall", "Look first.")})
+    m = parse_skill(ExperienceSummarizer(events={"sokoban": custom}).summarize([loser()])).mistake_analysis
+    assert "Bumped a wall: 1 time(s) in 1 of 1 episode(s), first at turn 4 after 'Up'. Look first." in m
+    assert "dead corner" not in m
+    # a vocabulary applies to its own environment (and names starting with it), not to others
+    other = dataclasses.replace(loser(), env_name="chess")
+    assert "Bumped a wall" not in parse_skill(
+        ExperienceSummarizer(events={"sokoban": custom}).summarize([other])).mistake_analysis
+
+
 def test_experience_golden_workflow_is_shortest_success_across_calls():
-    summ = ExperienceSummarizer()
+    summ = sokoban_summarizer()
     first = parse_skill(summ.summarize([win6(), loser()]))
     assert first.golden_workflow == (
         "Shortest solution seen so far (6 actions, reward 11.50, from step 1):\n"
@@ -77,7 +103,7 @@ def test_experience_golden_workflow_is_shortest_success_across_calls():
 
 
 def test_experience_mistakes_from_events_and_validity():
-    skill = parse_skill(ExperienceSummarizer().summarize([win6(), loser()]))
+    skill = parse_skill(sokoban_summarizer().summarize([win6(), loser()]))
     m = skill.mistake_analysis
     assert "Invalid or unparseable actions: 1 turn(s) in 1 of 2 episode(s) (e.g. 'I think the box should go up')" in m
     assert "dead corner" in m and "1 time(s) in 1 of 2 episode(s), first at turn 3 after 'Left'" in m
@@ -91,12 +117,12 @@ def test_experience_mistakes_from_events_and_validity():
     assert "Progress along the way: box_on_target x2, solved." in s
     # Most harmful mistake first.
     assert m.index("dead corner") < m.index("pushed off a target") < m.index("walked into a wall")
-    two = parse_skill(ExperienceSummarizer().summarize([win6(), win4()])).success_analysis
+    two = parse_skill(sokoban_summarizer().summarize([win6(), win4()])).success_analysis
     assert two.startswith("2 of 2 episode(s) solved the task, with 4-6 actions (mean 5.0) in 2-3 turns.")
 
 
 def test_experience_without_success_uses_best_attempt_prefix():
-    summ = ExperienceSummarizer()
+    summ = sokoban_summarizer()
     weak = soko([move(["Down"]), move(["Up"], ["wall_bump"])], False, -0.2, completion=0.0, stop="max_steps")
     skill = parse_skill(summ.summarize([weak, loser()]))
     # loser() has the higher completion; its actions up to the last progress event (turn 2: box_on_target).
@@ -123,7 +149,7 @@ def test_experience_generic_actions_and_api_errors():
         cell("token = apis.spotify.sign_in(user='a')"),
         cell("apis.supervisor.complete_task()", ["subtask_done"]),
     ], reward=1.0, success=True)
-    skill = parse_skill(ExperienceSummarizer().summarize([fail, ok]))
+    skill = parse_skill(sokoban_summarizer().summarize([fail, ok]))
     assert "API errors (3): Unknown API 'login' x2, ZeroDivisionError." in skill.mistake_analysis
     assert skill.golden_workflow.endswith(
         "1. token = apis.spotify.sign_in(user='a')\n2. apis.supervisor.complete_task()"
@@ -131,20 +157,20 @@ def test_experience_generic_actions_and_api_errors():
 
 
 def test_experience_no_mistakes_and_field_caps():
-    skill = parse_skill(ExperienceSummarizer().summarize([win4()]))
+    skill = parse_skill(sokoban_summarizer().summarize([win4()]))
     assert skill.mistake_analysis == (
         "No invalid actions or harmful events in the 1 episode(s) shown; keep the same discipline."
     )
     huge = Trajectory("big", "appworld", "t", [Turn(action=f"step_{i}() # " + "x" * 500) for i in range(400)],
                       reward=1.0, success=True)
-    skill = parse_skill(ExperienceSummarizer().summarize([huge]))  # must still fit the schema's caps
+    skill = parse_skill(sokoban_summarizer().summarize([huge]))  # must still fit the schema's caps
     assert "more steps)" in skill.golden_workflow and len(skill.golden_workflow) <= 4000
 
 
 def test_experience_state_round_trip_and_input_checks():
-    summ = ExperienceSummarizer()
+    summ = sokoban_summarizer()
     summ.summarize([win4()])
-    restored = ExperienceSummarizer()
+    restored = sokoban_summarizer()
     restored.load_state_dict(json.loads(json.dumps(summ.state_dict())))
     assert restored.summarize([loser()]) == summ.summarize([loser()])
     with pytest.raises(ValueError, match="takes the trajectories of one task"):
@@ -157,7 +183,7 @@ def test_experience_state_round_trip_and_input_checks():
 
 
 def test_experience_focus_describes_that_trajectory_with_the_group_as_contrast():
-    summ = ExperienceSummarizer()
+    summ = sokoban_summarizer()
     w6, lose, w4 = group = [win6(), loser(), win4()]
     skills = [parse_skill(summ.summarize(group, focus=f)) for f in group]
     assert len({s.normalized_key() for s in skills}) == 3  # three trajectories, three different skills
@@ -190,7 +216,7 @@ def test_experience_focus_describes_that_trajectory_with_the_group_as_contrast()
 
 
 def test_experience_focus_edge_cases():
-    summ = ExperienceSummarizer()
+    summ = sokoban_summarizer()
     summ.summarize([win4()], focus=win4())  # a focus outside the list counts once; the list is contrast
     assert summ.memory("lvl-1").episodes == 1
     alone = parse_skill(summ.summarize([], focus=loser()))
@@ -198,9 +224,9 @@ def test_experience_focus_edge_cases():
         "It played: Right, Left x2, Up. An earlier episode did solve it in 4 actions: follow the golden workflow."
     )
     w = win6()
-    twin = parse_skill(ExperienceSummarizer().summarize([w, win6()], focus=w)).success_analysis
+    twin = parse_skill(sokoban_summarizer().summarize([w, win6()], focus=w)).success_analysis
     assert "For contrast, 1 of the 1 other episode(s) solved it, with 6 actions." in twin  # an equal twin is contrast
-    only_losses = parse_skill(ExperienceSummarizer().summarize([loser(), loser()], focus=loser())).success_analysis
+    only_losses = parse_skill(sokoban_summarizer().summarize([loser(), loser()], focus=loser())).success_analysis
     assert "For contrast, none of the 2 other episode(s) solved it (best completion 50%)." in only_losses
     with pytest.raises(ValueError, match="takes the trajectories of one task"):
         summ.summarize([win4()], focus=soko([], False, 0.0, task_id="other"))
@@ -276,6 +302,7 @@ def client_factory(server, monkeypatch):
         kw.setdefault("api_key_env", "TEST_SKILL_KEY")
         kw.setdefault("timeout", 2.0)
         kw.setdefault("backoff", 0.01)
+        kw.setdefault("env_prompts", {"sokoban": SOKOBAN_PROMPT})  # as the app layer passes EnvSpec.summary_prompt
         client = OpenAIChatSummarizer(server.base_url, "qwen-test", **kw)
         client.sleeps = []
         client._sleep = client.sleeps.append  # record backoff delays instead of sleeping

@@ -1,5 +1,5 @@
 """Multi-turn text environments."""
 
-from .base import EpisodeScore, StepResult, TextEnv
+from .base import EpisodeScore, RolloutLimits, StepResult, TextEnv
 
-__all__ = ["EpisodeScore", "StepResult", "TextEnv"]
+__all__ = ["EpisodeScore", "RolloutLimits", "StepResult", "TextEnv"]

@@ -2,7 +2,8 @@
 
 An environment episode is driven by text: the model's turn is passed verbatim to ``step`` (the environment
 parses it), and the environment answers with an observation that becomes the next user message. Environments
-never see token ids; the rollout loop owns tokenization and masks.
+never see token ids; the rollout loop owns tokenization and masks. ``RolloutLimits`` (how long an episode may run)
+lives here too, so that an environment can state its defaults without importing the rollout loop.
 """
 
 from __future__ import annotations
@@ -11,6 +12,24 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass
+class RolloutLimits:
+    """Per-episode limits. The completion budget (all turns and observations) is the trainer's
+    ``max_completion_length``; ``max_context_tokens`` additionally bounds prompt + completion."""
+
+    max_turns: int = 8
+    max_new_tokens_per_turn: int = 64
+    max_context_tokens: int | None = None
+    max_consecutive_invalid: int | None = 3
+
+    def __post_init__(self):
+        for name in ("max_turns", "max_new_tokens_per_turn"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
+        if self.max_consecutive_invalid is not None and self.max_consecutive_invalid < 1:
+            raise ValueError("max_consecutive_invalid must be ≥ 1 or None (never stop on invalid output).")
 
 
 @dataclass

@@ -6,7 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import TextEnv
+from ..skills.events import EventVocabulary
+from ..skills.prompts import SummaryPrompt
+from .base import RolloutLimits, TextEnv
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class EnvSpec:
     max_new_tokens_per_turn: int
     dataset_options: tuple[str, ...] = field(default_factory=tuple)  # option names passed to make_dataset
     env_options: tuple[str, ...] = field(default_factory=tuple)  # option names passed to make_env
+    summary_prompt: SummaryPrompt | None = None  # the LLM summarizer's default prompt for this environment
+    events: EventVocabulary | None = None  # what its turn events mean to the experience summarizer
 
     def dataset(self, split: str, options: Mapping[str, Any]):
         """The split's dataset, built with the options this environment knows (others are ignored)."""
@@ -37,43 +41,44 @@ class EnvSpec:
         return lambda: self.make_env(**kwargs)
 
     def limits(self, max_turns: int | None = None, max_new_tokens_per_turn: int | None = None,
-               max_context_tokens: int | None = None):
+               max_context_tokens: int | None = None) -> RolloutLimits:
         """Rollout limits: the given overrides, else this environment's defaults."""
-        from ..rollout import RolloutLimits
-
         return RolloutLimits(max_turns=max_turns or self.max_turns,
                              max_new_tokens_per_turn=max_new_tokens_per_turn or self.max_new_tokens_per_turn,
                              max_context_tokens=max_context_tokens)
 
 
 def _sokoban() -> EnvSpec:
-    from .sokoban import SokobanEnv, make_sokoban_dataset
+    from .sokoban import SokobanEnv, make_sokoban_dataset, summary
 
     def make_dataset(split: str, preset: str = "small", seed: int = 0, prompt_style: str | None = None):
         return make_sokoban_dataset(preset, split=split, seed=seed, prompt_style=prompt_style or "full")
 
     return EnvSpec("sokoban", make_dataset, SokobanEnv, "train", "test", max_turns=10, max_new_tokens_per_turn=48,
-                   dataset_options=("preset", "seed", "prompt_style"), env_options=("reward_mode", "lenient_actions"))
+                   dataset_options=("preset", "seed", "prompt_style"), env_options=("reward_mode", "lenient_actions"),
+                   summary_prompt=summary.SUMMARY_PROMPT, events=summary.EVENTS)
 
 
 def _appworld_offline() -> EnvSpec:
-    from .appworld import OfflineAppWorldEnv, make_offline_appworld_dataset
+    from .appworld import OfflineAppWorldEnv, make_offline_appworld_dataset, summary
 
     def make_dataset(split: str, seed: int = 0, preset: str | None = None):
         return make_offline_appworld_dataset(split=split, seed=seed)
 
     return EnvSpec("appworld_offline", make_dataset, OfflineAppWorldEnv, "train", "dev", max_turns=40,
-                   max_new_tokens_per_turn=256, dataset_options=("seed",))
+                   max_new_tokens_per_turn=256, dataset_options=("seed",), summary_prompt=summary.SUMMARY_PROMPT,
+                   events=summary.EVENTS)
 
 
 def _appworld() -> EnvSpec:
-    from .appworld import AppWorldEnv, make_appworld_dataset
+    from .appworld import AppWorldEnv, make_appworld_dataset, summary
 
     def make_dataset(split: str, server_url: str | None = None, seed: int = 0, preset: str | None = None):
         return make_appworld_dataset(split=split, server_url=server_url)
 
     return EnvSpec("appworld", make_dataset, AppWorldEnv, "train", "dev", max_turns=40, max_new_tokens_per_turn=512,
-                   dataset_options=("server_url",), env_options=("server_url",))
+                   dataset_options=("server_url",), env_options=("server_url",),
+                   summary_prompt=summary.SUMMARY_PROMPT, events=summary.EVENTS)
 
 
 _BUILDERS: dict[str, Callable[[], EnvSpec]] = {

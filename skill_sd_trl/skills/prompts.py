@@ -1,4 +1,4 @@
-"""Summary prompt templates, one per environment, overridable.
+"""Summary prompt templates: the generic one, the ones environments bring (``EnvSpec.summary_prompt``), overrides.
 
 A template is a pair of ``str.format`` strings (system, user). The user template receives these placeholders:
 
@@ -53,7 +53,7 @@ SCHEMA_HINT = (
     '  "golden_workflow": "<the step-by-step procedure that solves this task>"\n}'
 )
 
-_COMMON_RULES = (
+COMMON_RULES = (
     "Answer with exactly one JSON object with exactly the keys success_analysis, mistake_analysis and "
     "golden_workflow, each a non-empty string, and nothing else. Be concrete and specific to this task; "
     "do not invent facts that the episodes do not show. When one episode is marked as the episode to summarize, "
@@ -63,7 +63,7 @@ _COMMON_RULES = (
 
 GENERIC_SYSTEM = (
     "You analyse episodes of an AI agent solving a task and write a reusable skill that will help the agent "
-    "solve the same task next time. " + _COMMON_RULES
+    "solve the same task next time. " + COMMON_RULES
 )
 
 GENERIC_USER = """Task (environment {env_name}, id {task_id}):
@@ -75,44 +75,6 @@ GENERIC_USER = """Task (environment {env_name}, id {task_id}):
 
 Write the skill as JSON in this form:
 {schema}"""
-
-SOKOBAN_SYSTEM = (
-    "You analyse Sokoban episodes played by an AI agent and write a skill for the same puzzle. The player "
-    "moves Up, Down, Left or Right and pushes boxes onto targets; a box pushed into a corner that is not a "
-    "target, or against a wall with no target along it, can never be recovered. " + _COMMON_RULES + " The "
-    "golden_workflow must be the move sequence (or its phases) that solves this level."
-)
-
-SOKOBAN_USER = """Sokoban level (id {task_id}):
-{task}
-
-{intro}
-Each turn shows the agent's answer, the moves applied, events such as box_on_target or box_in_dead_corner, and
-the board afterwards.
-
-{trajectories}
-
-Write the skill as JSON in this form:
-{schema}"""
-
-APPWORLD_SYSTEM = (
-    "You analyse episodes of an AI agent that completes everyday tasks by writing Python code calling app APIs "
-    "(apis.<app>.<api>(...)) and finishing with apis.supervisor.complete_task(...). You write a skill for the "
-    "same task. " + _COMMON_RULES + " Name the exact apps, APIs and arguments that worked, how to log in and "
-    "paginate, and the API errors to avoid."
-)
-
-APPWORLD_USER = """Task (id {task_id}):
-{task}
-
-{intro}
-Each turn shows the code the agent ran and the output or error it got.
-
-{trajectories}
-
-Write the skill as JSON in this form:
-{schema}"""
-
 
 class PromptTemplateError(ValueError):
     """A summary prompt template is malformed (unknown placeholder, missing ``{trajectories}``, stray brace)."""
@@ -215,11 +177,7 @@ class SummaryPrompt:
         return messages
 
 
-DEFAULT_PROMPTS: dict[str, SummaryPrompt] = {
-    "generic": SummaryPrompt(user=GENERIC_USER, system=GENERIC_SYSTEM),
-    "sokoban": SummaryPrompt(user=SOKOBAN_USER, system=SOKOBAN_SYSTEM),
-    "appworld": SummaryPrompt(user=APPWORLD_USER, system=APPWORLD_SYSTEM),
-}
+GENERIC_PROMPT = SummaryPrompt(user=GENERIC_USER, system=GENERIC_SYSTEM)
 
 PromptSpec = str | SummaryPrompt | Mapping[str, "str | SummaryPrompt"] | None
 
@@ -232,16 +190,18 @@ def as_prompt(value: str | SummaryPrompt) -> SummaryPrompt:
 
 
 class PromptBook:
-    """Chooses the template for an environment: an override if given, else the built-in one for the env name
-    (``sokoban``, ``appworld``; names like ``sokoban-6x6`` match by prefix), else ``generic``.
+    """Chooses the template for an environment: an override if given, else the environment's own (``env_prompts``,
+    which the app layer fills from ``EnvSpec.summary_prompt``; names like ``sokoban-6x6`` match by prefix), else
+    the generic one.
 
     ``override`` may be a single template (string or :class:`SummaryPrompt`) used for every environment, or a
     mapping from environment name to template (``"generic"`` in it replaces the fallback).
     """
 
-    def __init__(self, override: PromptSpec = None):
+    def __init__(self, override: PromptSpec = None, env_prompts: Mapping[str, SummaryPrompt] | None = None):
         self._single: SummaryPrompt | None = None
-        self._by_env: dict[str, SummaryPrompt] = dict(DEFAULT_PROMPTS)
+        self._by_env: dict[str, SummaryPrompt] = {"generic": GENERIC_PROMPT}
+        self._by_env.update({str(k).lower(): v for k, v in (env_prompts or {}).items() if v is not None})
         if override is None:
             return
         if isinstance(override, (str, SummaryPrompt)):

@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..trajectory import Trajectory, Turn
-from .prompts import PromptBook, PromptSpec
+from .events import EventVocabulary, vocabulary_for
+from .prompts import PromptBook, PromptSpec, SummaryPrompt
 from .schema import MAX_FIELD_CHARS, SKILL_KEYS
 
 
@@ -83,10 +84,11 @@ class Summarizer(ABC):
 class LLMSummarizer(Summarizer):
     """Common part of the model-backed summarizers: picking and rendering the prompt."""
 
-    def __init__(self, prompt: PromptSpec = None, max_prompt_chars: int = 12000, max_trajectories: int = 4):
+    def __init__(self, prompt: PromptSpec = None, max_prompt_chars: int = 12000, max_trajectories: int = 4,
+                 env_prompts: Mapping[str, SummaryPrompt] | None = None):
         if max_trajectories < 1:
             raise ValueError(f"max_trajectories={max_trajectories} must be >= 1")
-        self.prompts = PromptBook(prompt)
+        self.prompts = PromptBook(prompt, env_prompts)
         self.max_prompt_chars = max_prompt_chars
         self.max_trajectories = max_trajectories
 
@@ -142,8 +144,10 @@ class TransformersSummarizer(LLMSummarizer):
         prompt: PromptSpec = None,
         max_prompt_chars: int = 12000,
         max_trajectories: int = 4,
+        env_prompts: Mapping[str, SummaryPrompt] | None = None,
     ):
-        super().__init__(prompt=prompt, max_prompt_chars=max_prompt_chars, max_trajectories=max_trajectories)
+        super().__init__(prompt=prompt, max_prompt_chars=max_prompt_chars, max_trajectories=max_trajectories,
+                         env_prompts=env_prompts)
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
         if isinstance(model, (str, os.PathLike)):
@@ -250,8 +254,10 @@ class OpenAIChatSummarizer(LLMSummarizer):
         prompt: PromptSpec = None,
         max_prompt_chars: int = 12000,
         max_trajectories: int = 4,
+        env_prompts: Mapping[str, SummaryPrompt] | None = None,
     ):
-        super().__init__(prompt=prompt, max_prompt_chars=max_prompt_chars, max_trajectories=max_trajectories)
+        super().__init__(prompt=prompt, max_prompt_chars=max_prompt_chars, max_trajectories=max_trajectories,
+                         env_prompts=env_prompts)
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url={base_url!r} must start with http:// or https:// (e.g. http://host:8000/v1)")
         if not model:
@@ -372,27 +378,6 @@ class OpenAIChatSummarizer(LLMSummarizer):
 # Programmatic, experience-based summarizer
 # --------------------------------------------------------------------------------------------------------------
 
-POSITIVE_EVENTS = frozenset({"box_on_target", "solved", "subtask_done", "test_passed"})
-
-# Known mistake tags -> (what happened, how to avoid it). Anything else is reported neutrally.
-_MISTAKES: dict[str, tuple[str, str]] = {
-    "box_in_dead_corner": (
-        "A box was pushed into a dead corner (a corner that is not a target: the box can never be moved out again)",
-        "Before each push, check where the box will end; never push a box into a non-target corner.",
-    ),
-    "box_off_target": (
-        "A box was pushed off a target",
-        "Leave boxes that are on targets in place unless the solution needs them moved.",
-    ),
-    "actions_truncated": (
-        "The agent sent more actions in one turn than allowed; the extra ones were skipped",
-        "Send at most the allowed number of actions per turn.",
-    ),
-    "wall_bump": (
-        "The agent walked into a wall",
-        "Read the board before moving; a move into a wall wastes a turn.",
-    ),
-}
 _INVALID_ADVICE = "Answer with exactly the required action format; unparseable or refused actions waste turns."
 _API_ADVICE = "Check the API name and its arguments against the API docs before calling; read the error message."
 _STEP_CHARS = 300  # one workflow step (e.g. a code cell) is clipped to this
@@ -475,11 +460,15 @@ class ExperienceSummarizer(Summarizer):
       calls, ties keep the earlier one; with a ``focus``, the contrast episodes count as seen); before any success,
       the best attempt so far (highest completion, then reward) up to its last progress event.
     * ``mistake_analysis``: with a ``focus``, that episode's own mistakes: invalid turns (``Turn.valid`` false or an
-      ``invalid_action`` event), known harmful events (dead corners, boxes off targets, wall bumps), API errors
+      ``invalid_action`` event), the environment's mistake events (``events``, e.g. Sokoban's dead corners), API errors
       (``api_error: <message>``), and how it ended if unsolved. Without, the same over the episodes of this call.
     * ``success_analysis``: with a ``focus``, what that episode did (solved or not, its actions, its progress) and
       how the contrast episodes compare; without, how many episodes succeeded, their move counts, the shortest
       winner's actions, the most used actions and the progress events of the winners.
+
+    ``events`` maps an environment name to its :class:`~skill_sd_trl.skills.events.EventVocabulary` (what its turn
+    events mean: progress, mistakes and advice); the app layer passes ``EnvSpec.events``. Unknown environments get
+    the generic vocabulary (``solved`` is progress; invalid actions and API errors are always understood).
 
     Memory counters (``episodes``, ``successes``) count each trajectory once: with a ``focus`` only the focus is
     counted (the contrast episodes are counted by their own calls).
@@ -490,8 +479,10 @@ class ExperienceSummarizer(Summarizer):
 
     name = "experience"
 
-    def __init__(self, max_field_chars: int = MAX_FIELD_CHARS - 100):
+    def __init__(self, max_field_chars: int = MAX_FIELD_CHARS - 100,
+                 events: Mapping[str, EventVocabulary] | None = None):
         self.max_field_chars = max_field_chars
+        self.events = {str(k).lower(): v for k, v in (events or {}).items() if v is not None}
         self._memory: dict[str, TaskMemory] = {}
         self._lock = threading.Lock()
 
@@ -511,7 +502,8 @@ class ExperienceSummarizer(Summarizer):
         with self._lock:
             self._memory = {tid: TaskMemory(**m) for tid, m in state["tasks"].items()}
 
-    def _update(self, mem: TaskMemory, trajectories: Sequence[Trajectory], count: bool = True) -> None:
+    def _update(self, mem: TaskMemory, trajectories: Sequence[Trajectory], vocab: EventVocabulary,
+                count: bool = True) -> None:
         """Record the episodes: the best success / attempt (idempotent: seeing an episode twice changes nothing) and,
         when ``count``, the episode and success counters."""
         for traj in trajectories:
@@ -526,14 +518,14 @@ class ExperienceSummarizer(Summarizer):
             elif (traj.completion, traj.reward) > (mem.best_attempt_completion, mem.best_attempt_reward):
                 mem.best_attempt_completion = float(traj.completion)
                 mem.best_attempt_reward = float(traj.reward)
-                mem.best_attempt_actions = self._progress_prefix(traj)
+                mem.best_attempt_actions = self._progress_prefix(traj, vocab)
 
     @staticmethod
-    def _progress_prefix(traj: Trajectory) -> list[str]:
+    def _progress_prefix(traj: Trajectory, vocab: EventVocabulary) -> list[str]:
         """Actions up to the last turn with a progress event: what came after did not help."""
         last = -1
         for i, turn in enumerate(traj.turns):
-            if any(e in POSITIVE_EVENTS for e in _events(turn)):
+            if any(e in vocab.progress for e in _events(turn)):
                 last = i
         turns = traj.turns if last < 0 else traj.turns[: last + 1]
         return [a for turn in turns for a in turn_actions(turn)]
@@ -559,7 +551,7 @@ class ExperienceSummarizer(Summarizer):
         tail = "\nThen continue from there and avoid the mistakes listed."
         return head + "\n" + _numbered(_run_length(mem.best_attempt_actions), budget - len(head) - len(tail)) + tail
 
-    def _mistake_analysis(self, trajectories: Sequence[Trajectory], single: bool = False) -> str:
+    def _mistake_analysis(self, trajectories: Sequence[Trajectory], vocab: EventVocabulary, single: bool = False) -> str:
         """``single``: the one trajectory given is the focus episode, worded as "this episode"."""
         n = len(trajectories)
 
@@ -585,11 +577,11 @@ class ExperienceSummarizer(Summarizer):
                     invalid_eps.add(k)
                     invalid_example = invalid_example or _clip(turn.action, 80)
                 for event in events:
-                    if event == "invalid_action" or event in POSITIVE_EVENTS:
+                    if event == "invalid_action" or event in vocab.progress:
                         continue
                     if event.startswith("api_error"):
                         api_errors[_clip(event.partition(":")[2].strip() or "unknown", 120)] += 1
-                    elif event in _MISTAKES:
+                    elif event in vocab.mistakes:
                         tag_count[event] += 1
                         tag_eps.setdefault(event, set()).add(k)
                         if event not in tag_example:
@@ -603,9 +595,9 @@ class ExperienceSummarizer(Summarizer):
             parts.append(
                 f"Invalid or unparseable actions: {invalid_turns} turn(s){where(invalid_eps)}{example}. {_INVALID_ADVICE}"
             )
-        for tag in (t for t in _MISTAKES if t in tag_count):  # most harmful first
+        for tag in (t for t in vocab.mistakes if t in tag_count):  # most harmful first
             count = tag_count[tag]
-            what, advice = _MISTAKES[tag]
+            what, advice = vocab.mistakes[tag]
             parts.append(f"{what}: {count} time(s){where(tag_eps[tag])}, first {tag_example[tag]}. {advice}")
         if api_errors:
             parts.append(f"API errors ({sum(api_errors.values())}): {_counts(api_errors, 4)}. {_API_ADVICE}")
@@ -621,7 +613,7 @@ class ExperienceSummarizer(Summarizer):
             return f"No invalid actions or harmful events in the {n} episode(s) shown; keep the same discipline."
         return _clip_block("\n".join(f"- {p}" for p in parts), self.max_field_chars)
 
-    def _success_analysis(self, trajectories: Sequence[Trajectory], mem: TaskMemory) -> str:
+    def _success_analysis(self, trajectories: Sequence[Trajectory], mem: TaskMemory, vocab: EventVocabulary) -> str:
         n = len(trajectories)
         winners = [t for t in trajectories if t.success]
         if winners:
@@ -629,7 +621,7 @@ class ExperienceSummarizer(Summarizer):
             shortest = min(winners, key=lambda t: len(trajectory_actions(t)))
             used: Counter = Counter(a for t in winners for a in trajectory_actions(t) if len(a) <= 40)
             progress: Counter = Counter(
-                e for t in winners for turn in t.turns for e in _events(turn) if e in POSITIVE_EVENTS
+                e for t in winners for turn in t.turns for e in _events(turn) if e in vocab.progress
             )
             turns = [len(t.turns) for t in winners]
             text = (
@@ -646,7 +638,7 @@ class ExperienceSummarizer(Summarizer):
                 text += " Every winning turn was a valid action."
             return _clip_block(text, self.max_field_chars)
         best = max(trajectories, key=lambda t: (t.completion, t.reward))
-        progress = Counter(e for turn in best.turns for e in _events(turn) if e in POSITIVE_EVENTS)
+        progress = Counter(e for turn in best.turns for e in _events(turn) if e in vocab.progress)
         text = (
             f"None of the {n} episode(s) here solved the task. The best reached completion {best.completion:.0%} "
             f"with reward {best.reward:.2f}" + (f" ({_counts(progress)})" if progress else "") + "."
@@ -658,11 +650,12 @@ class ExperienceSummarizer(Summarizer):
             )
         return _clip_block(text, self.max_field_chars)
 
-    def _focus_analysis(self, focus: Trajectory, contrast: Sequence[Trajectory], mem: TaskMemory) -> str:
+    def _focus_analysis(self, focus: Trajectory, contrast: Sequence[Trajectory], mem: TaskMemory,
+                        vocab: EventVocabulary) -> str:
         """What the focus episode did, then how the contrast episodes of its group compare."""
         actions = trajectory_actions(focus)
         played = _clip(", ".join(_run_length(actions)), 600) or "(no action)"
-        progress = Counter(e for turn in focus.turns for e in _events(turn) if e in POSITIVE_EVENTS)
+        progress = Counter(e for turn in focus.turns for e in _events(turn) if e in vocab.progress)
         turns = len(focus.turns)
         if focus.success:
             text = (
@@ -705,22 +698,23 @@ class ExperienceSummarizer(Summarizer):
     def summarize(self, trajectories: Sequence[Trajectory], focus: Trajectory | None = None) -> str:
         _check_one_task(trajectories, focus)
         task_id = (focus or trajectories[0]).task_id
+        vocab = vocabulary_for((focus or trajectories[0]).env_name, self.events)
         with self._lock:
             mem = self._memory.setdefault(task_id, TaskMemory())
             if focus is None:
-                self._update(mem, trajectories)
+                self._update(mem, trajectories, vocab)
                 skill = {
-                    "success_analysis": self._success_analysis(trajectories, mem),
-                    "mistake_analysis": self._mistake_analysis(trajectories),
+                    "success_analysis": self._success_analysis(trajectories, mem, vocab),
+                    "mistake_analysis": self._mistake_analysis(trajectories, vocab),
                     "golden_workflow": self._golden_workflow(mem),
                 }
             else:
                 contrast = contrast_of(trajectories, focus)
-                self._update(mem, [focus])
-                self._update(mem, contrast, count=False)  # their winners may be the golden workflow already
+                self._update(mem, [focus], vocab)
+                self._update(mem, contrast, vocab, count=False)  # their winners may be the golden workflow already
                 skill = {
-                    "success_analysis": self._focus_analysis(focus, contrast, mem),
-                    "mistake_analysis": self._mistake_analysis([focus], single=True),
+                    "success_analysis": self._focus_analysis(focus, contrast, mem, vocab),
+                    "mistake_analysis": self._mistake_analysis([focus], vocab, single=True),
                     "golden_workflow": self._golden_workflow(mem),
                 }
         assert tuple(skill) == SKILL_KEYS

@@ -1,0 +1,31 @@
+"""What the skill summarizer is told about AppWorld: its summary prompt (an LLM summarizer's default for this
+environment) and its event vocabulary (what the programmatic experience summarizer reads in turn events)."""
+
+from __future__ import annotations
+
+from ...skills.events import EventVocabulary
+from ...skills.prompts import COMMON_RULES, SummaryPrompt
+
+APPWORLD_SYSTEM = (
+    "You analyse episodes of an AI agent that completes everyday tasks by writing Python code calling app APIs "
+    "(apis.<app>.<api>(...)) and finishing with apis.supervisor.complete_task(...). You write a skill for the "
+    "same task. " + COMMON_RULES + " Name the exact apps, APIs and arguments that worked, how to log in and "
+    "paginate, and the API errors to avoid."
+)
+
+APPWORLD_USER = """Task (id {task_id}):
+{task}
+
+{intro}
+Each turn shows the code the agent ran and the output or error it got.
+
+{trajectories}
+
+Write the skill as JSON in this form:
+{schema}"""
+
+SUMMARY_PROMPT = SummaryPrompt(user=APPWORLD_USER, system=APPWORLD_SYSTEM)
+
+#: AppWorld turns report ``api_error: <status> <message>`` (counted by the summarizer as API errors) and
+#: ``invalid_action``; progress is the task's completion.
+EVENTS = EventVocabulary(progress=frozenset({"solved", "subtask_done", "test_passed"}))
