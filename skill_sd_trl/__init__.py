@@ -5,6 +5,8 @@ Top-level names are imported lazily, so that light modules (environments, skills
 
 from importlib import import_module
 
+from . import warmstart as _warmstart  # noqa: F401  (registers the calibrated bases as model aliases; stdlib only)
+
 __version__ = "0.1.0"
 
 _EXPORTS = {

@@ -101,10 +101,14 @@ def check_recipe(path: str, types) -> dict:
 
 
 def train_main(argv: list[str]) -> int:
-    from .train import run_train
+    from .train import TrainingInterrupted, run_train
 
     script, args, model_args, recipe = parse_train_args(argv)
-    run_train(script, args, model_args, recipe_path=recipe)
+    try:
+        run_train(script, args, model_args, recipe_path=recipe)
+    except TrainingInterrupted as stop:
+        print(stop, file=sys.stderr)
+        return 130  # the shell's code for "ended by Ctrl-C"
     return 0
 
 

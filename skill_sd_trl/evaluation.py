@@ -59,7 +59,7 @@ def load_for_eval(name_or_path: str, dtype: str = "float32"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .models import resolve_model
+    from .models import offline_equivalent, resolve_model
 
     path = resolve_model(name_or_path)
     torch_dtype = getattr(torch, dtype)
@@ -67,7 +67,7 @@ def load_for_eval(name_or_path: str, dtype: str = "float32"):
     if adapter_config.exists():
         from peft import PeftModel
 
-        base = resolve_model(json.loads(adapter_config.read_text())["base_model_name_or_path"])
+        base = resolve_model(offline_equivalent(json.loads(adapter_config.read_text())["base_model_name_or_path"]))
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
         model = PeftModel.from_pretrained(model, path).merge_and_unload()
         tokenizer_path = path if (Path(path) / "tokenizer_config.json").exists() else base

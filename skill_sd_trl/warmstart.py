@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import models as _models
+
 #: Bump when the warm-start procedure changes: the cache key changes with it.
 WARM_START_FORMAT = 1
 WARM_START_INFO = "warm_start.json"
@@ -73,6 +75,12 @@ class WarmStart:
 WARM_STARTS: dict[str, WarmStart] = {
     "smollm2-135m-sokoban-base": WarmStart(alias="smollm2-135m-sokoban-base", base="smollm2-135m-instruct"),
 }
+
+
+def resolve_alias(name: str) -> str | None:
+    """The built folder of a registered warm-start alias (built on first use); ``None`` for other names."""
+    spec = WARM_STARTS.get(name)
+    return None if spec is None else resolve_warm_start(spec)
 
 
 def resolve_warm_start(spec: WarmStart) -> str:
@@ -177,6 +185,9 @@ def build_warm_start(spec: WarmStart, base_path: str, out_dir: str | Path, progr
     print(f"skill_sd_trl: {spec.alias!r} built in {record['seconds']:.0f} s (SFT loss {losses[0]:.3f} -> "
           f"{losses[-1]:.3f})", file=sys.stderr, flush=True)
     return record
+
+
+_models.DERIVED_MODEL_RESOLVERS.append(resolve_alias)  # every model name a recipe accepts: see models.resolve_model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,115 @@
+"""The `train` app layer: the model is loaded the way trl/scripts/grpo.py loads it, and names its Hub base."""
+
+import json
+
+import pytest
+from trl import ModelConfig
+
+from skill_sd_trl import SkillSDConfig
+from skill_sd_trl.script_args import SkillSDScriptArguments
+
+
+class Loaded(Exception):
+    """Raised by the spy instead of loading: the test is about what reaches the loader."""
+
+
+def _args(tmp_path, **kw):
+    return SkillSDConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], per_device_train_batch_size=4,
+                         num_generations=4, max_completion_length=16, **kw)
+
+
+def test_revision_remote_code_attention_dtype_and_4bit_reach_the_model_loader(tiny_model_path, tmp_path, monkeypatch):
+    import trl.trainer.grpo_trainer as grpo
+
+    from skill_sd_trl.train import build_trainer
+
+    seen = {}
+
+    def spy(model_id, **kwargs):
+        seen.update(kwargs, model_id=model_id)
+        raise Loaded
+
+    monkeypatch.setattr(grpo, "create_model_from_path", spy)
+    model_args = ModelConfig(model_name_or_path=tiny_model_path, model_revision="v2", attn_implementation="eager",
+                             dtype="bfloat16", load_in_4bit=True)
+    with pytest.raises(Loaded):
+        build_trainer(SkillSDScriptArguments(env_preset="tiny", max_train_samples=1),
+                      _args(tmp_path, trust_remote_code=True, model_init_kwargs={"low_cpu_mem_usage": True}),
+                      model_args)
+    assert seen["model_id"] == tiny_model_path
+    assert (seen["revision"], seen["trust_remote_code"], seen["attn_implementation"], seen["dtype"]) == (
+        "v2", True, "eager", "bfloat16")
+    assert seen["low_cpu_mem_usage"] is True  # the recipe's own model_init_kwargs are kept
+    assert seen["quantization_config"].load_in_4bit is True
+
+
+@pytest.mark.filterwarnings("ignore:Could not find a config file")  # PEFT looks the Hub id up; offline here
+def test_a_model_trained_from_the_embedded_alias_names_its_hub_id(tiny_model_path, tmp_path, monkeypatch):
+    from skill_sd_trl import models, train
+    from skill_sd_trl.evaluation import load_for_eval
+
+    monkeypatch.setattr(train, "_model_path", lambda *a: tiny_model_path)  # the alias's cache folder, offline
+    model_args = ModelConfig(model_name_or_path="smollm2-135m-instruct", use_peft=True, lora_r=4,
+                             lora_target_modules=["q_proj", "v_proj"])
+    trainer = train.build_trainer(SkillSDScriptArguments(env_preset="tiny", max_train_samples=1), _args(tmp_path),
+                                  model_args)
+    trainer.save_model(str(tmp_path))
+    trainer.create_model_card(model_name="run")
+    adapter = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in (tmp_path / "README.md").read_text()
+    # evaluating it here needs no network: the Hub id's weights are the installed embedded model
+    resolved = []
+    monkeypatch.setattr(models, "resolve_model", lambda name: resolved.append(name) or (
+        tiny_model_path if name == "smollm2-135m-instruct" else name))
+    model, _ = load_for_eval(str(tmp_path))
+    assert resolved == [str(tmp_path), "smollm2-135m-instruct"] and not hasattr(model, "peft_config")  # merged
+
+
+def test_a_model_from_a_local_folder_keeps_its_folder(tiny_model_path, tmp_path):
+    from skill_sd_trl import train
+
+    model_args = ModelConfig(model_name_or_path=tiny_model_path, use_peft=True, lora_r=4,
+                             lora_target_modules=["q_proj", "v_proj"])
+    trainer = train.build_trainer(SkillSDScriptArguments(env_preset="tiny", max_train_samples=1), _args(tmp_path),
+                                  model_args)
+    trainer.save_model(str(tmp_path))
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["base_model_name_or_path"] == tiny_model_path
+
+
+RECIPE = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "recipes" / "sokoban" / "skill_sd_cpu.yaml")
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from skill_sd_trl import train
+    from skill_sd_trl.cli import main
+
+    class CtrlCDuringStepOne(train.GracefulInterrupt):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 0:
+                os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends; the real handler catches it
+
+    out = tmp_path / "run"
+    argv = ["train", "--config", RECIPE, "--tiny_model", "true", "--output_dir", str(out), "--max_steps", "3",
+            "--max_train_samples", "1", "--max_turns", "1", "--max_new_tokens_per_turn", "4",
+            "--evaluate_after_training", "false", "--summarizer_wait", "30"]
+    monkeypatch.setattr(train, "GracefulInterrupt", CtrlCDuringStepOne)
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    checkpoint = out / "checkpoint-1"
+    assert "Interrupted: a resumable checkpoint" in err and f"--resume_from_checkpoint {checkpoint}" in err
+    names = {p.name for p in checkpoint.iterdir()}
+    assert {"adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json",
+            "skill_bank.json", "teacher_state.json"} <= names
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is removed again
+
+    monkeypatch.undo()
+    assert main(argv + ["--resume_from_checkpoint", str(checkpoint)]) == 0
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
+    printed = capsys.readouterr().out
+    assert f"Saved to {out}: adapter_model.safetensors, skill_bank.json" in printed
+    assert f"skill-sd-trl eval --config {RECIPE} --model {out}" in printed
