@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -51,8 +52,19 @@ def parse_train_args(argv: list[str]):
     recipe = _config_path(argv)
     if recipe is not None:
         check_recipe(recipe, types)
-    script, args, model_args = _parse(TrlParser(types), argv)
+    script, args, model_args = _parse(_parser(types, "skill-sd-trl train"), argv)
     return script, args, model_args, recipe
+
+
+def _parser(types, prog: str, **kwargs):
+    """A ``TrlParser`` whose errors are one line naming the flag (argparse would print the whole usage first)."""
+    from trl import TrlParser
+
+    class OneLineErrors(TrlParser):
+        def error(self, message):
+            raise SystemExit(f"error: {message}")
+
+    return OneLineErrors(types, prog=prog, **kwargs)
 
 
 def _parse(parser, argv: list[str], **kwargs):
@@ -60,7 +72,14 @@ def _parse(parser, argv: list[str], **kwargs):
     try:
         return parser.parse_args_and_config(args=argv, **kwargs)
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        unused = re.search(r"not used by the HfArgumentParser: \[(.*)\]", str(e))
+        if unused is None:
+            raise SystemExit(f"error: {e}") from None
+        flag = next((a.strip(" '\"") for a in unused.group(1).split(",") if a.strip(" '\"").startswith("-")), None)
+        known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+        close = difflib.get_close_matches(flag or "", known, n=1)
+        hint = f" Did you mean {close[0]}?" if close else " See --help."
+        raise SystemExit(f"error: unknown flag {flag or unused.group(1)}.{hint}") from None
 
 
 def _train_types() -> tuple:
@@ -100,9 +119,57 @@ def check_recipe(path: str, types) -> dict:
     return data
 
 
+#: TRL / Trainer fields a recipe usually sets, listed in the short help (every other one is accepted too).
+COMMON_TRL_FIELDS = ("model_name_or_path", "output_dir", "max_steps", "learning_rate", "per_device_train_batch_size",
+                     "num_generations", "max_completion_length", "use_peft", "lora_r", "use_vllm", "report_to",
+                     "push_to_hub", "hub_model_id", "resume_from_checkpoint", "seed")
+
+
+def train_help() -> str:
+    """A short help that leads with ``--config`` and the Skill-SD fields, grouped (``--help-all``: everything)."""
+    from trl import GRPOConfig
+
+    from .envs.arguments import EnvArguments
+    from .script_args import SkillSDScriptArguments
+
+    types = _train_types()
+    by_name = {f.name: f for t in types for f in fields(t)}
+    grpo = {f.name for f in fields(GRPOConfig)}
+    env = [f.name for f in fields(EnvArguments)]
+    groups = [
+        ("Skill-SD (SkillSDConfig)", [f.name for f in fields(types[1]) if f.name not in grpo]),
+        ("Skills, reward and evaluation", [f.name for f in fields(SkillSDScriptArguments) if f.name not in env]),
+        ("Environment (EnvArguments; also read by `skill-sd-trl eval`)", env),
+        ("Common TRL fields (GRPOConfig, ModelConfig)", list(COMMON_TRL_FIELDS)),
+    ]
+    lines = ["usage: skill-sd-trl train --config RECIPE.yaml [--field value ...]", "",
+             "Train with a recipe (recipes/<env>/<method>.yaml): the YAML gives the values, flags override them.",
+             "Example: skill-sd-trl train --config recipes/sokoban/skill_sd_cpu.yaml --max_steps 8", ""]
+    for title, names in groups:
+        lines.append(f"{title}:")
+        for name in names:
+            f = by_name[name]
+            text = " ".join(str(f.metadata.get("help", "")).split())
+            text = text.split(". ")[0].rstrip(".")
+            text = text if len(text) <= 88 else text[:85].rstrip() + "..."
+            lines.append(f"  --{name:<28} {text}")
+        lines.append("")
+    lines.append("Every GRPOConfig / TrainingArguments and ModelConfig field is accepted as well: "
+                 "skill-sd-trl train --help-all lists them all (docs/configuration.md explains the Skill-SD ones).")
+    return "\n".join(lines)
+
+
 def train_main(argv: list[str]) -> int:
     from .train import TrainingInterrupted, run_train
 
+    if "--help-all" in argv:
+        from trl import TrlParser
+
+        TrlParser(_train_types(), prog="skill-sd-trl train").print_help()
+        return 0
+    if "-h" in argv or "--help" in argv:
+        print(train_help())
+        return 0
     script, args, model_args, recipe = parse_train_args(argv)
     try:
         run_train(script, args, model_args, recipe_path=recipe)
@@ -122,8 +189,8 @@ def eval_main(argv: list[str]) -> int:
     recipe = _config_path(argv)
     if recipe is not None:
         check_recipe(recipe, _train_types() + (EvalArguments,))  # a train recipe is welcome; a typo is not
-    parser = TrlParser((EnvArguments, EvalArguments), prog="skill-sd-trl eval",
-                       description="Evaluate models or checkpoints on an environment (Acc./Comp. table).")
+    parser = _parser((EnvArguments, EvalArguments), "skill-sd-trl eval",
+                     description="Evaluate models or checkpoints on an environment (Acc./Comp. table).")
     env, a = _parse(parser, argv, fail_with_unknown_args=False)
     results = []
     for path, label in zip(a.model, a.label or a.model, strict=True):

@@ -70,11 +70,12 @@ def test_eval_bad_input_is_one_line_naming_the_field(argv, message):
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 
-def test_eval_unknown_environment_is_one_line_listing_the_known_ones(capsys):
-    with pytest.raises(SystemExit):
+def test_eval_unknown_environment_is_one_line_listing_the_known_ones():
+    with pytest.raises(SystemExit) as e:
         main(["eval", "--model", "m", "--env_name", "chess"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert "--env_name: invalid choice: 'chess'" in err[-1] and "sokoban" in err[-1]
+    message = str(e.value)
+    assert message.startswith("error: argument --env_name") and "invalid choice: 'chess'" in message
+    assert "'sokoban'" in message and "\n" not in message
 
 
 def test_eval_refuses_a_recipe_key_no_command_knows(tmp_path):
@@ -82,6 +83,31 @@ def test_eval_refuses_a_recipe_key_no_command_knows(tmp_path):
     recipe.write_text("env_name: sokoban\nenv_presett: tiny\n")
     with pytest.raises(SystemExit, match="unknown recipe key 'env_presett'.*Did you mean 'env_preset'"):
         main(["eval", "--config", str(recipe), "--model", "m"])
+
+
+def test_train_help_is_short_grouped_and_leads_with_config(capsys):
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert len(lines) <= 100 and lines[0] == "usage: skill-sd-trl train --config RECIPE.yaml [--field value ...]"
+    for needle in ("Skill-SD (SkillSDConfig):", "--sdl_coef", "--teacher_sync_mode", "Environment (EnvArguments",
+                   "--env_preset", "--summarizer_wait", "--model_name_or_path", "--help-all"):
+        assert needle in text
+    assert main(["train", "--help-all"]) == 0
+    full = capsys.readouterr().out
+    assert full.startswith("usage: skill-sd-trl train") and "--gradient_accumulation_steps" in full
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sdl_coeff", "0.1"], "error: unknown flag --sdl_coeff. Did you mean --sdl_coef?"),
+    (["--reward", "money"], "error: argument --reward: invalid choice: 'money' (choose from 'env'"),
+    (["--teacher_sync_mode", "sometimes"], "error: argument --teacher_sync_mode/--teacher-sync-mode: invalid choice"),
+    (["--sdl_coef", "-1"], "error: sdl_coef"),
+])
+def test_train_bad_flags_and_values_are_one_line(argv, message):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--config", RECIPE, *argv])
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 
 def test_table_numbers_are_percentages_and_averages():
