@@ -46,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_train_args(argv: list[str]):
     """(script args, SkillSDConfig, ModelConfig) from ``--config recipe.yaml`` and flags, with recipe-key checks."""
-    from trl import TrlParser
-
     types = _train_types()
     recipe = _config_path(argv)
     if recipe is not None:
@@ -181,8 +179,6 @@ def train_main(argv: list[str]) -> int:
 
 def eval_main(argv: list[str]) -> int:
     """Evaluate models on one environment: the flags (or a train recipe via ``--config``) of :class:`EnvArguments`."""
-    from trl import TrlParser
-
     from .envs.arguments import EnvArguments
     from .evaluation import EvalArguments, evaluate, format_table, load_for_eval, write_results
 

@@ -17,12 +17,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
+import os
 
 import torch
 from accelerate.utils import DistributedType, is_peft_model
+from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from .atomic import atomic_write, atomic_write_json
 
 logger = logging.getLogger(__name__)
+
+TEACHER_STATE_FILE = "teacher_state.safetensors"
+TEACHER_META_FILE = "teacher_state.json"
 
 
 class Teacher:
@@ -161,6 +170,29 @@ class Teacher:
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value)
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def save(self, folder: str) -> None:
+        """Write the teacher into a checkpoint folder: its weights as safetensors (none for the live full-model
+        teacher: it *is* the saved model) and its sync counters, atomically."""
+        if self.owns_weights:
+            state = {k: v.cpu().contiguous() for k, v in self.state_dict().items()}
+            atomic_write(os.path.join(folder, TEACHER_STATE_FILE), lambda f: f.write(save_safetensors(state)),
+                         binary=True)
+        meta = {"sync_count": self.sync_count, "last_sync_step": self.last_sync_step, "mode": self.mode}
+        atomic_write_json(os.path.join(folder, TEACHER_META_FILE), meta)
+
+    def restore(self, folder: str) -> bool:
+        """Load what :meth:`save` wrote; ``False`` when the folder holds no teacher."""
+        meta_path = os.path.join(folder, TEACHER_META_FILE)
+        if not os.path.exists(meta_path):
+            return False
+        if self.owns_weights:
+            self.load_state_dict(load_safetensors(os.path.join(folder, TEACHER_STATE_FILE), device="cpu"))
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        self.sync_count, self.last_sync_step = meta["sync_count"], meta["last_sync_step"]
+        return True
 
 
 @contextlib.contextmanager

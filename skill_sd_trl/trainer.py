@@ -15,59 +15,33 @@ What it adds to the parent, and where:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import os
 import shutil
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors.torch import load_file as load_safetensors
-from safetensors.torch import save as save_safetensors
 from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
-from trl.trainer.utils import pad
 
-from .atomic import atomic_write, atomic_write_json
+from .atomic import atomic_write
 from .config import SkillSDConfig
-from .losses import masked_mean, sanitize_logps, sdl_per_token
-from .prompts import add_context_to_prompt, append_to_last_message, prompt_text, task_id_of
+from .losses import sanitize_logps, sdl_per_token
+from .batch_plan import BatchPlan, render_context
+from .prompts import prompt_text, task_id_of
+from .sdl_metrics import sdl_metrics
 from .skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
-from .teacher import Teacher
+from .model_card import skill_sd_section
+from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher  # noqa: F401  (re-exported)
+from .teacher_scoring import score_padded, score_shared_prompts
 from .trajectory import Trajectory, Turn
 
 logger = logging.getLogger(__name__)
 
-TEACHER_STATE_FILE = "teacher_state.safetensors"
-TEACHER_META_FILE = "teacher_state.json"
 
 #: Loss types whose parent normalizer is the token count of the whole accumulation window.
 _GLOBAL_TOKEN_LOSSES = ("dapo", "cispo", "vespo")
-
-#: The prompt TRL assumes for a row without one (an environment-only dataset: ``reset()`` supplies the task).
-_EMPTY_PROMPT = [{"role": "user", "content": ""}]
-
-
-@dataclass
-class _BatchPlan:
-    """One generation batch, as Skill-SD sees it: decided before sampling, completed by what sampling used.
-
-    ``plain_prompts`` are the dataset's prompts; ``parent_prompts`` what the parent is handed (the plain ones, or with
-    the skill rendered in for the skill-augmented GRPO baseline); ``student_prompts`` the plain prompts with the
-    environment's reset text (what the student is trained on and what a summary describes); ``teacher_prompts``
-    what the teacher scores under (student prompt ⊕ context, or exactly what it sampled under when it acts).
-    """
-
-    plain_prompts: list
-    parent_prompts: list
-    contexts: list
-    skills: list
-    student_prompts: list | None = None
-    teacher_prompts: list | None = None
-
 
 class SkillSDTrainer(GRPOTrainer):
     """GRPO + λ · importance-weighted reverse KL to a skill-conditioned, LoRA-synced teacher.
@@ -96,7 +70,7 @@ class SkillSDTrainer(GRPOTrainer):
     # Class-level defaults: a trainer shell made without __init__ (as TRL's own dispatch tests build one) behaves like
     # the parent wherever Skill-SD adds nothing.
     teacher: Teacher | None = None
-    _batch: _BatchPlan | None = None
+    _batch: BatchPlan | None = None
     _capture_student_logps = False
     _captured_student_logps: torch.Tensor | None = None
 
@@ -162,29 +136,11 @@ class SkillSDTrainer(GRPOTrainer):
         return (selection.text if selection else None), selection
 
     def _render(self, prompt, context: str | None):
-        template = (
-            self.args.teacher_ground_truth_template
-            if self.args.teacher_context == "ground_truth"
-            else self.args.teacher_skill_template
-        )
-        # A skill is model-written text: the tokenizer's control tokens inside it are rendered as plain text.
-        return add_context_to_prompt(prompt, context, template, self.args.teacher_skill_position,
-                                     tokenizer=self.processing_class)
-
-    def _plan_batch(self, inputs: list[dict]) -> _BatchPlan:
-        cache: dict = {}
-        contexts, skills = zip(*(self._context_for(x, cache) for x in inputs), strict=True)
-        plain = [x.get("prompt", _EMPTY_PROMPT) for x in inputs]
-        parent = (
-            [self._render(p, c) for p, c in zip(plain, contexts, strict=True)]  # skill-augmented GRPO baseline
-            if self.args.skills_in_student_prompt
-            else plain
-        )
-        return _BatchPlan(plain_prompts=plain, parent_prompts=parent, contexts=list(contexts), skills=list(skills))
+        return render_context(prompt, context, self.args, self.processing_class)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, torch.Tensor | Any]:
         mode = "train" if self.model.training else "eval"
-        plan = self._plan_batch(inputs)
+        plan = BatchPlan.make(inputs, self._context_for, self._render, self.args.skills_in_student_prompt)
         parent_inputs = inputs
         if self.args.skills_in_student_prompt:  # the student sees the skill
             parent_inputs = [{**x, "prompt": p} for x, p in zip(inputs, plan.parent_prompts, strict=True)]
@@ -218,38 +174,17 @@ class SkillSDTrainer(GRPOTrainer):
         sent = [self._render(p, c) for p, c in zip(prompts, plan.contexts, strict=True)] if teacher_acts else prompts
         with self.teacher.activated() if teacher_acts else contextlib.nullcontext():
             result = super()._generate(sent)
-        extras = result[5]
-        sampled = extras.pop("rollout_prompts", None) or sent
-        if not teacher_acts and not self.args.skills_in_student_prompt:
-            plan.student_prompts = list(sampled)  # the student sampled under its own (plain) prompt
-        else:
-            plan.student_prompts = [
-                append_to_last_message(plain, _reset_text(parent, given) + _reset_text(s_in, s_out))
-                for plain, parent, given, s_in, s_out in zip(
-                    plan.plain_prompts, plan.parent_prompts, prompts, sent, sampled, strict=True
-                )
-            ]
-        plan.teacher_prompts = (
-            list(sampled)
-            if teacher_acts
-            else [self._render(p, c) for p, c in zip(plan.student_prompts, plan.contexts, strict=True)]
-        )
+        sampled = result[5].pop("rollout_prompts", None) or sent  # extras: what a rollout_func reports
+        plan.settle(prompts, sent, sampled, teacher_acts, self.args.skills_in_student_prompt, self._render)
         if not teacher_acts:
             return result
         # Train the student on its own plain prompt (with the same reset text) followed by the teacher's tokens.
         student_prompt_ids = self._tokenize_prompts(plan.student_prompts)[0]
         return (student_prompt_ids, *result[1:])
 
-    def _scored_rows(self, plan: _BatchPlan, mode: str) -> list[bool]:
-        """Rows the teacher scores: every row when its prompt is the plain one by design (``teacher_context='none'``)
-        or when it sampled them; otherwise only rows with a context. A row without one has no teacher signal: with
-        no skill or ground truth the teacher is the student itself, so it adds no SDL term and no teacher forward."""
-        if self.args.teacher_context == "none" or (self.args.rollout_policy == "teacher" and mode == "train"):
-            return [True] * len(plan.contexts)
-        return [c is not None and bool(str(c).strip()) for c in plan.contexts]
-
-    def _add_teacher_logps(self, output: dict, plan: _BatchPlan, mode: str) -> None:
-        scored = self._scored_rows(plan, mode)
+    def _add_teacher_logps(self, output: dict, plan: BatchPlan, mode: str) -> None:
+        scored = plan.scored_rows(self.args.teacher_context == "none"
+                                  or (self.args.rollout_policy == "teacher" and mode == "train"))
         total = self.accelerator.gather(torch.tensor([float(sum(scored))], device=self.accelerator.device)).sum()
         if total.item() == 0:  # no rank has a teacher signal: this batch is exactly GRPO
             return
@@ -273,67 +208,20 @@ class SkillSDTrainer(GRPOTrainer):
             teacher_model, self.args.gradient_checkpointing_kwargs
         ):
             if self.args.teacher_prompt_cache:
-                logps = self._teacher_logps_shared_prompts(teacher_model, prompt_ids, completion_ids, completion_mask)
+                logps = score_shared_prompts(teacher_model, prompt_ids, completion_ids, completion_mask,
+                                             self._get_per_token_logps_and_entropies, self.accelerator.autocast)
             else:
-                logps = self._teacher_logps_padded(teacher_model, prompt_ids, completion_ids, completion_mask, mode)
+                batch_size = (self.args.per_device_train_batch_size if mode == "train"
+                              else self.args.per_device_eval_batch_size)
+                logps = score_padded(teacher_model, prompt_ids, completion_ids, completion_mask,
+                                     self._get_per_token_logps_and_entropies, self._tokenizer.pad_token_id, batch_size)
         mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
         logps = logps.float()
         logps, bad = sanitize_logps(torch.where(mask.bool(), logps, torch.zeros_like(logps)))
         self._nonfinite_teacher_logps += bad
         return logps
 
-    def _teacher_logps_padded(self, model, prompt_ids, completion_ids, completion_mask, mode) -> torch.Tensor:
-        """One forward over left-padded teacher prompts + the completions (the parent's own scoring path)."""
-        device = self.accelerator.device
-        prompts = [torch.tensor(ids) for ids in prompt_ids]
-        masks = [torch.ones_like(ids) for ids in prompts]
-        prompts = pad(prompts, padding_value=self._tokenizer.pad_token_id, padding_side="left").to(device)
-        masks = pad(masks, padding_value=0, padding_side="left").to(device)
-        input_ids = torch.cat([prompts, completion_ids], dim=1)
-        attention_mask = torch.cat([masks, completion_mask], dim=1)
-        batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
-        logps, _, _ = self._get_per_token_logps_and_entropies(
-            model, input_ids, attention_mask, completion_ids.size(1), batch_size=batch_size
-        )
-        return logps
-
-    def _teacher_logps_shared_prompts(self, model, prompt_ids, completion_ids, completion_mask) -> torch.Tensor:
-        """Encode each distinct teacher prompt once and score its rollouts from that prompt's KV cache.
-
-        The G rollouts of a task share one teacher prompt (task prompt ⊕ skill), which is usually longer than a
-        completion: this reads (B/G)·P + B·C tokens instead of B·(P + C), and bounds the forward to one group.
-        """
-        device = self.accelerator.device
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for i, ids in enumerate(prompt_ids):
-            groups[tuple(ids)].append(i)
-        logps = torch.zeros(completion_ids.shape, dtype=torch.float32, device=device)
-        length = completion_ids.size(1)
-        for prompt, rows in groups.items():
-            cache = None
-            if len(prompt) >= 2:
-                head = torch.tensor([list(prompt[:-1])], device=device)
-                cache = _repeated(model(input_ids=head, use_cache=True, logits_to_keep=1).cache, len(rows))
-            if cache is None:
-                # Nothing to cache, or a cache that cannot be repeated across the group (e.g. the linear-attention
-                # layers of a hybrid model): score the group plainly — same numbers, no sharing.
-                ids = torch.tensor([list(prompt)] * len(rows), device=device)
-                seq = torch.cat([ids, completion_ids[rows]], dim=1)
-                mask = torch.cat([torch.ones_like(ids), completion_mask[rows]], dim=1)
-                logps[rows] = self._get_per_token_logps_and_entropies(model, seq, mask, length)[0].float()
-                continue
-            # The last prompt token is re-read so that its logits score the first completion token.
-            tail = torch.tensor([[prompt[-1]]] * len(rows), device=device)
-            seq = torch.cat([tail, completion_ids[rows]], dim=1)
-            mask = torch.cat([torch.ones(len(rows), head.size(1) + 1, dtype=completion_mask.dtype, device=device),
-                              completion_mask[rows]], dim=1)
-            labels = seq.masked_fill(torch.cat([tail.new_ones(tail.shape), completion_mask[rows]], 1) == 0, -100)
-            with self.accelerator.autocast():
-                out = model(input_ids=seq, attention_mask=mask, cache=cache, labels=labels, fused_lm_head=True)
-            logps[rows] = out.log_probs[:, -length:].float()
-        return logps
-
-    def _after_rewards(self, inputs: list[dict], output: dict, mode: str, plan: _BatchPlan) -> None:
+    def _after_rewards(self, inputs: list[dict], output: dict, mode: str, plan: BatchPlan) -> None:
         """Skill coverage metric, bandit feedback with the group's rewards, and trajectories for the summarizer.
 
         Both stay local to this process: in multi-process runs the skill summarizer callback gathers trajectories and
@@ -439,43 +327,13 @@ class SkillSDTrainer(GRPOTrainer):
         else:
             normalizer = mask_f.sum().clamp(min=1.0) * accumulation
         loss = (per_token * scored.to(per_token.dtype)).sum() / normalizer
-        self._log_sdl_metrics(mode, per_token.detach(), student_logps.detach(), old, teacher, scored.float(),
-                              inputs.get("rollout_success"))
+        logged = sdl_metrics(self.accelerator, per_token.detach(), student_logps.detach(), old, teacher, scored.float(),
+                             self.args.sdl_coef, self.args.sdl_log_ratio_clamp, inputs.get("rollout_success"))
+        logged["teacher/sync_count"] = float(self.teacher.sync_count)
+        logged["teacher/nonfinite_logps"] = float(self._nonfinite_teacher_logps)
+        for key, value in logged.items():
+            self._metrics[mode][key].append(value)
         return loss.to(student_logps.dtype) if student_logps.dtype == torch.float64 else loss
-
-    def _log_sdl_metrics(self, mode, per_token, student_logps, old, teacher, mask, success=None) -> None:
-        def global_sums(x, m):
-            return self.accelerator.reduce(torch.stack([(x * m).sum(), m.sum()]).float(), reduction="sum")
-
-        def global_mean(x, m=mask):
-            totals = global_sums(x, m)
-            return (totals[0] / totals[1].clamp(min=1.0)).item()
-
-        log_rho = (student_logps.float() - old.float()).clamp(-self.args.sdl_log_ratio_clamp, self.args.sdl_log_ratio_clamp)
-        rho = torch.exp(log_rho)
-        rho_max = (rho * mask).max() if mask.any() else torch.zeros((), device=rho.device)
-        gap = teacher.float() - student_logps.float()
-        metrics = self._metrics[mode]
-        metrics["self_distillation/sdl"].append(global_mean(per_token))
-        metrics["self_distillation/weighted_sdl"].append(self.args.sdl_coef * global_mean(per_token))
-        metrics["teacher/logp_gap"].append(global_mean(gap))
-        metrics["self_distillation/is_ratio_mean"].append(global_mean(rho))
-        metrics["self_distillation/is_ratio_max"].append(self.accelerator.gather(rho_max.reshape(1)).max().item())
-        if success is not None:  # diagnostics: does the teacher favour what worked, and where does the SDL come from?
-            won = mask * (success == 1).to(mask.dtype).unsqueeze(1)
-            lost = mask * (success == 0).to(mask.dtype).unsqueeze(1)
-            total = global_sums(per_token, mask)[0]
-            for sdl_key, gap_key, m in (("self_distillation/sdl_success", "teacher/logp_gap_success", won),
-                                        ("self_distillation/sdl_failure", "teacher/logp_gap_failure", lost)):
-                sums = global_sums(per_token, m)
-                if sums[1] > 0:  # logged only when such rollouts were scored
-                    metrics[sdl_key].append((sums[0] / sums[1]).item())
-                    metrics[gap_key].append(global_mean(gap, m))
-            metrics["self_distillation/sdl_success_share"].append(
-                (global_sums(per_token, won)[0] / total).item() if total != 0 else 0.0
-            )
-        metrics["teacher/sync_count"].append(float(self.teacher.sync_count))
-        metrics["teacher/nonfinite_logps"].append(float(self._nonfinite_teacher_logps))
 
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints: teacher weights and callback state (skill bank) travel with every save and are restored on resume
@@ -487,13 +345,7 @@ class SkillSDTrainer(GRPOTrainer):
             # PEFT saves every adapter; the teacher's lives in TEACHER_STATE_FILE instead, so the folder holds one model.
             shutil.rmtree(os.path.join(output_dir, self.args.teacher_adapter_name), ignore_errors=True)
         if self.teacher is not None and self.args.should_save:
-            if self.teacher.owns_weights:  # a live full-model teacher *is* the saved model: no second copy
-                state = {k: v.cpu().contiguous() for k, v in self.teacher.state_dict().items()}
-                atomic_write(os.path.join(output_dir, TEACHER_STATE_FILE),
-                             lambda f: f.write(save_safetensors(state)), binary=True)
-            meta = {"sync_count": self.teacher.sync_count, "last_sync_step": self.teacher.last_sync_step,
-                    "mode": self.teacher.mode}
-            atomic_write_json(os.path.join(output_dir, TEACHER_META_FILE), meta)
+            self.teacher.save(output_dir)
         for callback in self.callback_handler.callbacks:
             if hasattr(callback, "save_to_checkpoint"):
                 callback.save_to_checkpoint(output_dir)
@@ -506,15 +358,8 @@ class SkillSDTrainer(GRPOTrainer):
 
     def restore_extra_state(self, checkpoint: str) -> None:
         """Restore the teacher and every callback's state (e.g. the skill bank) from a checkpoint folder."""
-        weights = os.path.join(checkpoint, TEACHER_STATE_FILE)
-        meta_path = os.path.join(checkpoint, TEACHER_META_FILE)
-        if self.teacher is not None and os.path.exists(meta_path):
-            if self.teacher.owns_weights:
-                self.teacher.load_state_dict(load_safetensors(weights, device="cpu"))
-            with open(meta_path, encoding="utf-8") as f:
-                meta = json.load(f)
-            self.teacher.sync_count = meta["sync_count"]
-            self.teacher.last_sync_step = meta["last_sync_step"]
+        if self.teacher is not None:
+            self.teacher.restore(checkpoint)
         for callback in self.callback_handler.callbacks:
             if hasattr(callback, "load_from_checkpoint"):
                 callback.load_from_checkpoint(checkpoint)
@@ -531,41 +376,8 @@ class SkillSDTrainer(GRPOTrainer):
             return
         with open(path, encoding="utf-8") as f:
             card = f.read()
-        atomic_write(path, lambda f: f.write(card.rstrip() + "\n\n" + self.model_card_section() + "\n"))
-
-    def model_card_section(self) -> str:
-        """A Markdown section: method, λ, teacher, environment, and the last logged metrics."""
-        args = self.args
-        envs = sorted({str(e) for e in self.train_dataset["env"]}) if "env" in (self.train_dataset.column_names or []) else []
-        lines = [
-            "## Skill-SD training",
-            "",
-            "Trained with skill-sd-trl's `SkillSDTrainer`: GRPO plus "
-            "λ · importance-weighted reverse KL to a skill-conditioned teacher (a LoRA-synced copy of the student; "
-            "skills never enter the student's prompt).",
-            "",
-            "| setting | value |",
-            "|---|---|",
-            f"| λ (`sdl_coef`) | {args.sdl_coef} |",
-            f"| GRPO weight (`grpo_coef`) | {args.grpo_coef} |",
-            f"| teacher sync | {args.teacher_sync_mode} (every {args.teacher_sync_steps} step(s)) |",
-            f"| teacher context | {args.teacher_context} |",
-            f"| rollout policy | {args.rollout_policy} |",
-            f"| skills in student prompt | {args.skills_in_student_prompt} |",
-            f"| environment | {', '.join(envs) or 'n/a'} |",
-            f"| loss type | {args.loss_type} |",
-            f"| generations per prompt | {args.num_generations} |",
-        ]
-        last: dict[str, float] = {}
-        for entry in self.state.log_history:
-            for key, value in entry.items():
-                if isinstance(value, (int, float)) and (key.startswith(("env/", "self_distillation/", "teacher/", "skills/"))
-                                                        or key in ("reward", "loss")):
-                    last[key] = value
-        if last:
-            lines += ["", "Last logged training metrics:", "", "| metric | value |", "|---|---|"]
-            lines += [f"| `{k}` | {v:.4g} |" for k, v in sorted(last.items()) if math.isfinite(v)]
-        return "\n".join(lines)
+        section = skill_sd_section(self.args, self.train_dataset, self.state.log_history)
+        atomic_write(path, lambda f: f.write(card.rstrip() + "\n\n" + section + "\n"))
 
     # ------------------------------------------------------------------------------------------------------------
     # Logging: callbacks with `metrics()` (the skill summarizer) join the logged row before it enters the history
@@ -586,35 +398,3 @@ def _add_rollout_success(output: dict, inputs: list[dict]) -> None:
     if all(isinstance(e, dict) and "success" in e for e in episodes):
         device = output["completion_ids"].device
         output["rollout_success"] = torch.tensor([float(bool(e["success"])) for e in episodes], device=device)
-
-
-def _reset_text(before: Any, after: Any) -> str:
-    """The text an environment's ``reset()`` appended to ``before`` (the last message's content) to give ``after``.
-
-    Raises when ``after`` is not ``before`` with text appended: then the plain prompt cannot be rebuilt."""
-    if before == after:
-        return ""
-    if isinstance(before, str) and isinstance(after, str) and after.startswith(before):
-        return after[len(before):]
-    if (
-        isinstance(before, list) and isinstance(after, list) and len(before) == len(after) and before[:-1] == after[:-1]
-        and isinstance(before[-1].get("content"), str) and isinstance(after[-1].get("content"), str)
-        and after[-1]["content"].startswith(before[-1]["content"])
-    ):
-        return after[-1]["content"][len(before[-1]["content"]):]
-    raise ValueError(
-        "Cannot tell the environment's reset() text from the prompt it extended (expected text appended to the last "
-        "message). Skill-augmented GRPO and teacher rollouts need environments that extend prompts that way."
-    )
-
-
-def _repeated(cache, repeats: int):
-    """``cache`` repeated for ``repeats`` rollouts, or None where it cannot be (a model without a cache, or a hybrid
-    model whose linear-attention layers lack ``batch_repeat_interleave``; the cache is then discarded)."""
-    if cache is None:
-        return None
-    try:
-        cache.batch_repeat_interleave(repeats)
-    except (AttributeError, NotImplementedError):
-        return None
-    return cache

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from skill_sd_trl import SkillSDConfig, SkillSDTrainer
 from skill_sd_trl.skills.provider import SkillSelection
+from skill_sd_trl.sdl_metrics import sdl_metrics
 from skill_sd_trl.trainer import TEACHER_META_FILE, TEACHER_STATE_FILE
 
 from _spies import record_teacher_prompts
@@ -476,14 +477,16 @@ def test_diagnostics_split_the_teacher_gap_and_sdl_by_rollout_outcome(tiny_model
     student = torch.zeros(3, 3)
     teacher = torch.tensor([[-1.0, -3.0, -9.0], [-0.5, -0.5, -0.5], [-2.0, 0.0, 0.0]])
     success = torch.tensor([1.0, 0.0, 1.0])
-    tr._log_sdl_metrics("train", per_token, student, student, teacher, mask, success)
-    m = {k: v[-1] for k, v in tr._metrics["train"].items()}
+    m = sdl_metrics(tr.accelerator, per_token, student, student, teacher, mask, sdl_coef=0.5, log_ratio_clamp=20.0,
+                    success=success)
     assert m["self_distillation/sdl_success"] == pytest.approx((1 + 3 + 5) / 3)
     assert m["self_distillation/sdl_failure"] == pytest.approx(2.0)
     assert m["teacher/logp_gap_success"] == pytest.approx((-1 - 3 - 2) / 3)
     assert m["teacher/logp_gap_failure"] == pytest.approx(-0.5)
     assert m["self_distillation/sdl_success_share"] == pytest.approx(9 / 15)
     assert m["self_distillation/sdl"] == pytest.approx(15 / 6)
+    assert m["self_distillation/weighted_sdl"] == pytest.approx(0.5 * 15 / 6)
+    assert m["self_distillation/is_ratio_mean"] == pytest.approx(1.0)  # student == sampler
 
 
 def test_the_sdl_term_changes_the_update_relative_to_grpo(tiny_model_path, tmp_path):

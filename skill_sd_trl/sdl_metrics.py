@@ -1,0 +1,46 @@
+"""The logged self-distillation and teacher metrics of one micro-batch (documented in docs/metrics.md).
+
+Every mean is over the scored completion tokens of all processes (``reduce`` sums numerators and counts), so the
+numbers do not depend on how the batch was split.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def sdl_metrics(accelerator, per_token: torch.Tensor, student_logps: torch.Tensor, old: torch.Tensor,
+                teacher: torch.Tensor, mask: torch.Tensor, sdl_coef: float, log_ratio_clamp: float,
+                success: torch.Tensor | None = None) -> dict[str, float]:
+    """``self_distillation/*`` and ``teacher/logp_gap*`` for the given per-token SDL, log-probs and token mask;
+    with ``success`` (1 solved, 0 not, per row) also the split by outcome."""
+
+    def global_sums(x, m):
+        return accelerator.reduce(torch.stack([(x * m).sum(), m.sum()]).float(), reduction="sum")
+
+    def global_mean(x, m=mask):
+        totals = global_sums(x, m)
+        return (totals[0] / totals[1].clamp(min=1.0)).item()
+
+    rho = torch.exp((student_logps.float() - old.float()).clamp(-log_ratio_clamp, log_ratio_clamp))
+    rho_max = (rho * mask).max() if mask.any() else torch.zeros((), device=rho.device)
+    gap = teacher.float() - student_logps.float()
+    metrics = {
+        "self_distillation/sdl": global_mean(per_token),
+        "self_distillation/weighted_sdl": sdl_coef * global_mean(per_token),
+        "teacher/logp_gap": global_mean(gap),
+        "self_distillation/is_ratio_mean": global_mean(rho),
+        "self_distillation/is_ratio_max": accelerator.gather(rho_max.reshape(1)).max().item(),
+    }
+    if success is not None:  # diagnostics: does the teacher favour what worked, and where does the SDL come from?
+        won = mask * (success == 1).to(mask.dtype).unsqueeze(1)
+        lost = mask * (success == 0).to(mask.dtype).unsqueeze(1)
+        total = global_sums(per_token, mask)[0]
+        for sdl_key, gap_key, m in (("self_distillation/sdl_success", "teacher/logp_gap_success", won),
+                                    ("self_distillation/sdl_failure", "teacher/logp_gap_failure", lost)):
+            sums = global_sums(per_token, m)
+            if sums[1] > 0:  # logged only when such rollouts were scored
+                metrics[sdl_key] = (sums[0] / sums[1]).item()
+                metrics[gap_key] = global_mean(gap, m)
+        metrics["self_distillation/sdl_success_share"] = (global_sums(per_token, won)[0] / total).item() if total != 0 else 0.0
+    return metrics
