@@ -32,6 +32,7 @@ class BatchPlan:
     skills: list
     student_prompts: list | None = None
     teacher_prompts: list | None = None
+    rows: list | None = None  # the dataset rows handed to the parent (a row-aware rollout resets its envs with them)
 
     @classmethod
     def make(cls, inputs: list[dict], context_for: Callable[[dict, dict], tuple], render: Callable,

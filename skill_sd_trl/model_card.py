@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import math
 
+#: The paper, as TRL's model card cites it (``Trainer._paper``).
+PAPER = {
+    "title": "Skill-SD: Skill-Conditioned Self-Distillation for Multi-Turn LLM Agents",
+    "id": "2604.10674",
+    "citation": (
+        "@article{skillsd2026,\n"
+        "    title  = {{Skill-Conditioned Self-Distillation for Multi-Turn LLM Agents}},\n"
+        "    author = {{The Skill-SD authors}},\n"
+        "    year   = 2026,\n"
+        "    eprint = {arXiv:2604.10674},\n"
+        "}"
+    ),
+}
+
 
 def skill_sd_section(args, train_dataset, log_history: list[dict]) -> str:
     """A Markdown section: method, λ, teacher, environment, and the last logged metrics."""

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-from accelerate.utils import gather_object
 
 from .envs.base import RolloutLimits, TextEnv
 from .prompts import append_to_last_message, prompt_text, task_id_of
@@ -260,10 +259,11 @@ class MultiTurnRollout:
         limits: turn / token limits.
         env_name: the name used in metrics (``env/<name>/...``) and trajectories; defaults to the env's ``name``.
 
-    The trainer must expose the dataset rows of the current batch as ``current_batch_rows`` (``SkillSDTrainer`` does);
-    each env is ``reset`` with its row. Extra keys returned to TRL: ``episode`` (a `Trajectory` dict per sample, used
-    by the skill pipeline), ``env_reward``, ``env_success``, ``env_completion`` (for reward functions, see
-    ``skill_sd_trl.rewards``), and ``rollout_prompts``.
+    Each environment is ``reset`` with its dataset row, which TRL's ``rollout_func(prompts, trainer)`` does not
+    pass: the trainer hands the batch's rows over explicitly with :meth:`bind` and plays the returned
+    :class:`BoundRollout` (``SkillSDTrainer`` does this for every generation batch). Extra keys returned to TRL:
+    ``episode`` (a `Trajectory` dict per sample, used by the skill pipeline), ``env_reward``, ``env_success``,
+    ``env_completion`` (for reward functions, see ``skill_sd_trl.rewards``).
     """
 
     def __init__(self, env_factory: Callable[[], TextEnv], limits: RolloutLimits | None = None, env_name: str | None = None):
@@ -272,19 +272,42 @@ class MultiTurnRollout:
         self.env_name = env_name
         self._backends: dict[int, TrainerBackend] = {}
 
+    def bind(self, rows: Sequence[Mapping[str, Any]]) -> BoundRollout:
+        """The rollout of one generation batch, whose ``i``-th prompt belongs to dataset row ``rows[i]``."""
+        return BoundRollout(self, list(rows))
+
     def __call__(self, prompts: list, trainer) -> dict[str, list]:
-        rows = getattr(trainer, "current_batch_rows", None)
-        if rows is None or len(rows) != len(prompts):
-            raise RuntimeError(
-                "MultiTurnRollout needs the dataset rows of the batch as `trainer.current_batch_rows` (one per prompt); "
-                "use SkillSDTrainer (which sets it), or set it in your trainer before generation."
-            )
-        backend = self._backends.get(id(trainer)) or self._backends.setdefault(id(trainer), TrainerBackend(trainer))
-        episodes, records = play_episodes(
-            prompts, rows, backend, self.env_factory, self.limits, int(trainer.max_completion_length),
-            getattr(trainer.args, "task_id_column", "task_id"), self.env_name,
+        raise RuntimeError(
+            "MultiTurnRollout needs the dataset row of every prompt to reset its environment: use SkillSDTrainer "
+            "(it binds them each batch), or pass `rollout.bind(rows)` as the rollout_func of that batch."
         )
-        log_episode_metrics(trainer, records, sorted({r for e in episodes for r in getattr(e.env, "stop_reasons", ())}))
+
+    def backend(self, trainer) -> TrainerBackend:
+        return self._backends.get(id(trainer)) or self._backends.setdefault(id(trainer), TrainerBackend(trainer))
+
+
+@dataclass
+class BoundRollout:
+    """One generation batch of a :class:`MultiTurnRollout`: called by TRL as its ``rollout_func``; afterwards holds
+    what was played (``records``: one `Trajectory` dict per episode; ``prompts``: the prompts after ``reset()``;
+    ``stop_reasons``: the environments' own stop reasons), for the trainer to read back by name."""
+
+    rollout: MultiTurnRollout
+    rows: list
+    records: list[dict] | None = None
+    prompts: list | None = None
+    stop_reasons: tuple[str, ...] = ()
+
+    def __call__(self, prompts: list, trainer) -> dict[str, list]:
+        if len(self.rows) != len(prompts):
+            raise RuntimeError(f"the rollout was bound to {len(self.rows)} rows but got {len(prompts)} prompts")
+        r = self.rollout
+        episodes, records = play_episodes(
+            prompts, self.rows, r.backend(trainer), r.env_factory, r.limits, int(trainer.max_completion_length),
+            getattr(trainer.args, "task_id_column", "task_id"), r.env_name,
+        )
+        self.records, self.prompts = records, [e.prompt for e in episodes]
+        self.stop_reasons = tuple(sorted({x for e in episodes for x in getattr(e.env, "stop_reasons", ())}))
         use_logprobs = getattr(trainer, "use_vllm", False)
         return {
             "prompt_ids": [e.prompt_ids for e in episodes],
@@ -295,33 +318,30 @@ class MultiTurnRollout:
             "env_reward": [r["reward"] for r in records],
             "env_success": [float(r["success"]) for r in records],
             "env_completion": [r["completion"] for r in records],
-            "rollout_prompts": [e.prompt for e in episodes],
         }
 
 
-def log_episode_metrics(trainer, records: list[dict], env_stop_reasons: Sequence[str] = ()) -> None:
+def episode_metrics(records: list[dict], env_stop_reasons: Sequence[str] = (), gather=None) -> dict[str, float]:
     """``env/<name>/{acc,comp,reward,turns,invalid_actions}`` and ``env/<name>/stop/<reason>`` over all ranks.
 
-    Records are gathered as small Python rows, so every rank logs the same values even when ranks saw different
-    environments or stop reasons. Every known stop reason is logged each time (0 when absent), so its mean over a
-    logging window is a true share.
+    Records are gathered (``gather``: e.g. accelerate's ``gather_object``; ``None`` for one process) as small Python
+    rows, so every rank logs the same values even when ranks saw different environments or stop reasons. Every
+    known stop reason is logged each time (0 when absent), so its mean over a logging window is a true share.
     """
-    metrics = getattr(trainer, "_metrics", None)
-    if metrics is None or not records:
-        return
-    mode = "train" if trainer.model.training else "eval"
     rows = [(r["env_name"], float(r["success"]), float(r["completion"]), float(r["reward"]),
              float(r["info"]["num_turns"]), float(sum(not t["valid"] for t in r["turns"])), r["stop_reason"])
             for r in records]
-    if trainer.accelerator.num_processes > 1:
-        rows = gather_object(rows)
+    if gather is not None:
+        rows = gather(rows)
+    metrics = {}
     for name in sorted({row[0] for row in rows}):
         mine = [row for row in rows if row[0] == name]
         for i, key in enumerate(("acc", "comp", "reward", "turns", "invalid_actions"), start=1):
-            metrics[mode][f"env/{name}/{key}"].append(sum(row[i] for row in mine) / len(mine))
+            metrics[f"env/{name}/{key}"] = sum(row[i] for row in mine) / len(mine)
         counts = Counter(row[6] for row in mine)
         for reason in sorted(set(STOP_REASONS) | set(env_stop_reasons) | set(counts)):
-            metrics[mode][f"env/{name}/stop/{reason}"].append(counts.get(reason, 0) / len(mine))
+            metrics[f"env/{name}/stop/{reason}"] = counts.get(reason, 0) / len(mine)
+    return metrics
 
 
 @contextlib.contextmanager

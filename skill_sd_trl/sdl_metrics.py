@@ -44,3 +44,12 @@ def sdl_metrics(accelerator, per_token: torch.Tensor, student_logps: torch.Tenso
                 metrics[gap_key] = global_mean(gap, m)
         metrics["self_distillation/sdl_success_share"] = (global_sums(per_token, won)[0] / total).item() if total != 0 else 0.0
     return metrics
+
+
+def rollout_success(inputs: list[dict]) -> torch.Tensor | None:
+    """Per row 1 (solved) or 0, when every row's episode record says, for the diagnostics that split the teacher gap
+    and the SDL by outcome; ``None`` otherwise."""
+    episodes = [x.get("episode") for x in inputs]
+    if not all(isinstance(e, dict) and "success" in e for e in episodes):
+        return None
+    return torch.tensor([float(bool(e["success"])) for e in episodes])

@@ -22,6 +22,7 @@ from collections import defaultdict
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
 from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
@@ -30,9 +31,10 @@ from .config import SkillSDConfig
 from .losses import sanitize_logps, sdl_per_token
 from .batch_plan import BatchPlan, render_context
 from .prompts import prompt_text, task_id_of
-from .sdl_metrics import sdl_metrics
+from .rollout import episode_metrics
+from .sdl_metrics import rollout_success, sdl_metrics
 from .skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
-from .model_card import skill_sd_section
+from .model_card import PAPER, skill_sd_section
 from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher  # noqa: F401  (re-exported)
 from .teacher_scoring import score_padded, score_shared_prompts
 from .trajectory import Trajectory, Turn
@@ -54,18 +56,7 @@ class SkillSDTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "skill-sd"]
     _name = "Skill-SD"
-    _paper = {
-        "title": "Skill-SD: Skill-Conditioned Self-Distillation for Multi-Turn LLM Agents",
-        "id": "2604.10674",
-        "citation": (
-            "@article{skillsd2026,\n"
-            "    title  = {{Skill-Conditioned Self-Distillation for Multi-Turn LLM Agents}},\n"
-            "    author = {{The Skill-SD authors}},\n"
-            "    year   = 2026,\n"
-            "    eprint = {arXiv:2604.10674},\n"
-            "}"
-        ),
-    }
+    _paper = PAPER  # TRL cites it in the model card
 
     # Class-level defaults: a trainer shell made without __init__ (as TRL's own dispatch tests build one) behaves like
     # the parent wherever Skill-SD adds nothing.
@@ -94,7 +85,6 @@ class SkillSDTrainer(GRPOTrainer):
                 "LoRA adapter the generator can switch to: pass a peft_config, or use teacher_sync_mode='dynamic'."
             )
         self._finished_trajectories: list[Trajectory] = []
-        self.current_batch_rows: list[dict] | None = None
         self._nonfinite_teacher_logps = 0
 
     # ------------------------------------------------------------------------------------------------------------
@@ -146,16 +136,16 @@ class SkillSDTrainer(GRPOTrainer):
             parent_inputs = [{**x, "prompt": p} for x, p in zip(inputs, plan.parent_prompts, strict=True)]
         if self.teacher is not None and mode == "train":
             self.teacher.maybe_sync(self.state.global_step)
-        self.current_batch_rows = parent_inputs  # read by multi-turn rollout functions to reset their environments
-        self._batch = plan
+        plan.rows = parent_inputs  # a row-aware rollout resets each environment with its row
+        self._batch = plan  # read by _generate, which the parent calls in between
         try:
             output = super()._generate_and_score_completions(parent_inputs)
         finally:
             self._batch = None
         if self.teacher is not None:
             self._add_teacher_logps(output, plan, mode)
-            if "teacher_per_token_logps" in output:
-                _add_rollout_success(output, inputs)
+            if "teacher_per_token_logps" in output and (success := rollout_success(inputs)) is not None:
+                output["rollout_success"] = success.to(output["completion_ids"].device)
         self._after_rewards(inputs, output, mode, plan)
         return output
 
@@ -163,18 +153,30 @@ class SkillSDTrainer(GRPOTrainer):
         """The parent's sampling, plus what Skill-SD needs to know about the prompts actually used.
 
         ``prompts`` are the parent's prompts after any environment ``reset()`` text was appended (TRL's
-        ``environment_factory``); a ``rollout_func`` may append more (it reports ``rollout_prompts``). The student's
-        prompt is the plain task with all of that reset text, never a skill; the teacher's prompt is the student's
-        plus the context — or, when the teacher acts (off-policy ablation), exactly the prompt it sampled under.
+        ``environment_factory``); a row-aware rollout (one with ``bind(rows)``, like ``MultiTurnRollout``) is bound
+        to the batch's rows and may append more, which it reports as ``prompts``. The student's prompt is the plain
+        task with all of that reset text, never a skill; the teacher's prompt is the student's plus the context — or,
+        when the teacher acts (off-policy ablation), exactly the prompt it sampled under.
         """
         plan = self._batch
         if plan is None:  # not inside a Skill-SD generation batch: the parent, unchanged
             return super()._generate(prompts)
         teacher_acts = self.teacher is not None and self.args.rollout_policy == "teacher" and self.model.training
         sent = [self._render(p, c) for p, c in zip(prompts, plan.contexts, strict=True)] if teacher_acts else prompts
-        with self.teacher.activated() if teacher_acts else contextlib.nullcontext():
-            result = super()._generate(sent)
-        sampled = result[5].pop("rollout_prompts", None) or sent  # extras: what a rollout_func reports
+        rollout = self.rollout_func
+        played = rollout.bind(plan.rows) if hasattr(rollout, "bind") else None
+        try:
+            self.rollout_func = played or rollout  # TRL calls rollout_func(prompts, trainer) inside _generate
+            with self.teacher.activated() if teacher_acts else contextlib.nullcontext():
+                result = super()._generate(sent)
+        finally:
+            self.rollout_func = rollout
+        sampled = sent
+        if played is not None:
+            sampled = played.prompts
+            gather = gather_object if self.accelerator.num_processes > 1 else None
+            mode = "train" if self.model.training else "eval"
+            self._log_metrics(mode, episode_metrics(played.records, played.stop_reasons, gather))
         plan.settle(prompts, sent, sampled, teacher_acts, self.args.skills_in_student_prompt, self._render)
         if not teacher_acts:
             return result
@@ -262,6 +264,10 @@ class SkillSDTrainer(GRPOTrainer):
             reward=0.0,
         )
 
+    def _log_metrics(self, mode: str, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self._metrics[mode][key].append(value)
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
@@ -331,8 +337,7 @@ class SkillSDTrainer(GRPOTrainer):
                              self.args.sdl_coef, self.args.sdl_log_ratio_clamp, inputs.get("rollout_success"))
         logged["teacher/sync_count"] = float(self.teacher.sync_count)
         logged["teacher/nonfinite_logps"] = float(self._nonfinite_teacher_logps)
-        for key, value in logged.items():
-            self._metrics[mode][key].append(value)
+        self._log_metrics(mode, logged)
         return loss.to(student_logps.dtype) if student_logps.dtype == torch.float64 else loss
 
     # ------------------------------------------------------------------------------------------------------------
@@ -389,12 +394,3 @@ class SkillSDTrainer(GRPOTrainer):
                 if callable(metrics) and getattr(callback, "log_metrics", True):
                     logs.update(metrics())
         super().log(logs, start_time)
-
-
-def _add_rollout_success(output: dict, inputs: list[dict]) -> None:
-    """``rollout_success`` (batch-first: 1 solved, 0 not) when every row's episode record says, for the diagnostics
-    that split the teacher gap and the SDL by outcome."""
-    episodes = [x.get("episode") for x in inputs]
-    if all(isinstance(e, dict) and "success" in e for e in episodes):
-        device = output["completion_ids"].device
-        output["rollout_success"] = torch.tensor([float(bool(e["success"])) for e in episodes], device=device)

@@ -182,11 +182,11 @@ def test_rollout_needs_batch_rows_and_valid_limits():
     with pytest.raises(ValueError, match="max_turns"):
         RolloutLimits(max_turns=0)
 
-    class Bare:
-        current_batch_rows = None
-
-    with pytest.raises(RuntimeError, match="current_batch_rows"):
-        MultiTurnRollout(SokobanEnv)([[{"role": "user", "content": "x"}]], Bare())
+    rollout = MultiTurnRollout(SokobanEnv)
+    with pytest.raises(RuntimeError, match="needs the dataset row of every prompt.*rollout.bind"):
+        rollout([[{"role": "user", "content": "x"}]], object())  # TRL's bare call: no rows
+    with pytest.raises(RuntimeError, match="bound to 2 rows but got 1 prompts"):
+        rollout.bind([{}, {}])([[{"role": "user", "content": "x"}]], object())
 
 
 def test_real_two_step_skill_sd_training_on_sokoban(tiny_model_path, tmp_path):

@@ -54,9 +54,10 @@ def test_turn_cap_reaches_vllm_generator_and_logprobs_flow_through():
     from skill_sd_trl.tiny import build_tokenizer
 
     trainer = FakeVLLMTrainer(build_tokenizer())
-    trainer.current_batch_rows = [{"task_id": "a"}, {"task_id": "b"}]
     rollout = MultiTurnRollout(EchoEnv, RolloutLimits(max_turns=3, max_new_tokens_per_turn=7))
-    out = rollout([[{"role": "user", "content": "x"}]] * 2, trainer)
+    played = rollout.bind([{"task_id": "a"}, {"task_id": "b"}])
+    out = played([[{"role": "user", "content": "x"}]] * 2, trainer)
+    assert [r["task_id"] for r in played.records] == ["a", "b"] and len(played.prompts) == 2
     assert trainer.seen_caps == [(7, 7), (7, 7)]  # every turn capped...
     assert trainer.generation_config.max_new_tokens == 64 and trainer.vllm_generation.max_completion_length == 64
     logprobs, mask = out["logprobs"][0], out["env_mask"][0]
