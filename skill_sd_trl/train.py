@@ -67,7 +67,8 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
         summarizer = _make_summarizer(script, model_path)
         trainer.add_callback(SkillSummarizerCallback(trainer, summarizer, bank, call_timeout=script.summarizer_timeout,
                                                      skill_granularity=script.skill_granularity,
-                                                     wait_for_skills=script.summarizer_wait))
+                                                     wait_for_skills=script.summarizer_wait,
+                                                     flush_on_train_end=script.summarizer_timeout))
     _name_the_hub_base(trainer, model_args.model_name_or_path)
     trainer.skill_bank = bank
     trainer.recipe_path = recipe_path
@@ -98,9 +99,6 @@ def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, r
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if interrupt.interrupted:
         raise TrainingInterrupted(interrupt.checkpoint_dir(args.output_dir), recipe_path)
-    for callback in trainer.callback_handler.callbacks:
-        if hasattr(callback, "flush"):
-            _drain_with_progress(callback, script.summarizer_timeout)
     if recipe_path and trainer.is_world_process_zero():
         shutil.copyfile(recipe_path, os.path.join(args.output_dir, RECIPE_FILE))
     trainer.save_model(args.output_dir)
@@ -140,26 +138,6 @@ def saved_message(output_dir: str, recipe_path: str | None, trained: bool) -> st
         if BANK_FILE in names:
             lines.append(f"  skills:         skill-sd-trl show-bank {os.path.join(output_dir, BANK_FILE)}")
     return "\n".join(lines)
-
-
-def _drain_with_progress(callback, timeout: float) -> None:
-    """Wait for the summarizer's queue to empty, showing how many jobs (trajectories, or task groups) are left."""
-    import time
-
-    from tqdm.auto import tqdm
-
-    pending = int(callback.metrics()["skills/queued"])
-    if pending == 0:
-        return
-    deadline = time.monotonic() + timeout
-    with tqdm(total=pending, desc="summarizing skills", unit="job") as bar:
-        while time.monotonic() < deadline:
-            done = callback.flush(timeout=1.0)
-            left = int(callback.metrics()["skills/queued"])
-            bar.update(max(0, pending - left - bar.n))
-            if done:
-                return
-    logger.warning("skill summarizer still busy after %.0f s; its pending skills are not in the saved bank", timeout)
 
 
 def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):

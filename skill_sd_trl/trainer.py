@@ -58,6 +58,10 @@ class SkillSDTrainer(GRPOTrainer):
     _name = "Skill-SD"
     _paper = PAPER  # TRL cites it in the model card
 
+    #: The skill pipeline (the summarizer callback) that attached itself: its checkpoint files and metrics travel
+    #: with the trainer's, at the named points save_model / restore_extra_state / log.
+    skill_pipeline = None
+
     # Class-level defaults: a trainer shell made without __init__ (as TRL's own dispatch tests build one) behaves like
     # the parent wherever Skill-SD adds nothing.
     teacher: Teacher | None = None
@@ -99,6 +103,11 @@ class SkillSDTrainer(GRPOTrainer):
                 f"teacher_context='ground_truth' reads the dataset column {self.args.ground_truth_column!r}, which the "
                 f"training dataset lacks (columns: {columns}). Add it or set ground_truth_column."
             )
+
+    def attach_skill_pipeline(self, pipeline) -> None:
+        """Called by the summarizer callback: ``pipeline`` has ``save_to_checkpoint``, ``load_from_checkpoint`` and
+        ``metrics``."""
+        self.skill_pipeline = pipeline
 
     def pop_finished_trajectories(self) -> list[Trajectory]:
         """Hand over (and forget) the episodes finished since the last call; used by the skill summarizer."""
@@ -351,9 +360,8 @@ class SkillSDTrainer(GRPOTrainer):
             shutil.rmtree(os.path.join(output_dir, self.args.teacher_adapter_name), ignore_errors=True)
         if self.teacher is not None and self.args.should_save:
             self.teacher.save(output_dir)
-        for callback in self.callback_handler.callbacks:
-            if hasattr(callback, "save_to_checkpoint"):
-                callback.save_to_checkpoint(output_dir)
+        if self.skill_pipeline is not None:
+            self.skill_pipeline.save_to_checkpoint(output_dir)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -365,9 +373,8 @@ class SkillSDTrainer(GRPOTrainer):
         """Restore the teacher and every callback's state (e.g. the skill bank) from a checkpoint folder."""
         if self.teacher is not None:
             self.teacher.restore(checkpoint)
-        for callback in self.callback_handler.callbacks:
-            if hasattr(callback, "load_from_checkpoint"):
-                callback.load_from_checkpoint(checkpoint)
+        if self.skill_pipeline is not None:
+            self.skill_pipeline.load_from_checkpoint(checkpoint)
 
     # ------------------------------------------------------------------------------------------------------------
     # Model card: TRL's card plus what a reader needs to reproduce a Skill-SD run
@@ -384,13 +391,7 @@ class SkillSDTrainer(GRPOTrainer):
         section = skill_sd_section(self.args, self.train_dataset, self.state.log_history)
         atomic_write(path, lambda f: f.write(card.rstrip() + "\n\n" + section + "\n"))
 
-    # ------------------------------------------------------------------------------------------------------------
-    # Logging: callbacks with `metrics()` (the skill summarizer) join the logged row before it enters the history
-    # ------------------------------------------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.is_world_process_zero():
-            for callback in self.callback_handler.callbacks:
-                metrics = getattr(callback, "metrics", None)
-                if callable(metrics) and getattr(callback, "log_metrics", True):
-                    logs.update(metrics())
+        if self.skill_pipeline is not None and self.is_world_process_zero():
+            logs.update(self.skill_pipeline.metrics())  # into the row before it enters the log history
         super().log(logs, start_time)

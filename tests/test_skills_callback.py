@@ -354,6 +354,27 @@ def test_tiny_local_model_garbage_counted_as_parse_failure():
     cb.close()
 
 
+def test_a_trainer_that_takes_the_pipeline_saves_restores_and_logs_it_at_named_points(tmp_path):
+    class PipelineTrainer(FakeTrainer):
+        pipeline = None
+
+        def attach_skill_pipeline(self, pipeline):
+            self.pipeline = pipeline
+
+    trainer, bank = PipelineTrainer(), SkillBank()
+    cb = SkillSummarizerCallback(trainer, ExperienceSummarizer(), bank, wait_for_skills=5)
+    assert trainer.pipeline is cb  # the trainer calls it; it does not walk its callbacks
+    step(cb, trainer, [traj("a")])
+    logs = {"loss": 1.0}
+    cb.on_log(None, trainer.state, None, logs=logs)
+    assert logs == {"loss": 1.0}  # the trainer adds the metrics to its row itself: once
+    plain = SkillSummarizerCallback(FakeTrainer(), ExperienceSummarizer(), SkillBank())
+    plain.on_log(None, trainer.state, None, logs=logs)
+    assert "skills/bank_size" in logs  # any other trainer: the callback logs them
+    cb.close()
+    plain.close()
+
+
 def test_on_log_train_end_and_reopen():
     trainer, bank = FakeTrainer(), SkillBank()
     cb = SkillSummarizerCallback(trainer, SlowSummarizer(0.2), bank)

@@ -172,6 +172,12 @@ class SkillSummarizerCallback(TrainerCallback):
         self._latency_sum = 0.0
         self._latency_n = 0
         self.failure_reasons: Counter = Counter()  # parse-failure / error reasons, for diagnosis
+        # A trainer that takes a skill pipeline (SkillSDTrainer) saves, restores and logs it at its own named points;
+        # with any other trainer this callback logs its metrics itself (on_log).
+        attach = getattr(trainer, "attach_skill_pipeline", None)
+        self._attached = callable(attach)
+        if self._attached:
+            attach(self)
 
     # -- process layout -------------------------------------------------------------------------------------
     def _world(self) -> tuple[int, int]:
@@ -278,6 +284,22 @@ class SkillSummarizerCallback(TrainerCallback):
             self._cond.notify_all()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout)
+
+    def _drain_with_progress(self, timeout: float) -> bool:
+        """:meth:`flush`, showing how many jobs (trajectories, or task groups) are left while it waits."""
+        pending = int(self.metrics()["skills/queued"])
+        if pending == 0:
+            return True
+        from tqdm.auto import tqdm
+
+        deadline = time.monotonic() + timeout
+        with tqdm(total=pending, desc="summarizing skills", unit="job") as bar:
+            while time.monotonic() < deadline:
+                done = self.flush(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                bar.update(max(0, pending - int(self.metrics()["skills/queued"]) - bar.n))
+                if done:
+                    return True
+        return False
 
     # -- one job --------------------------------------------------------------------------------------------
     def _count(self, key: str, n: int = 1, reason: str | None = None) -> None:
@@ -432,13 +454,14 @@ class SkillSummarizerCallback(TrainerCallback):
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.log_metrics and logs is not None and self.is_main_process:
+        if self.log_metrics and not self._attached and logs is not None and self.is_main_process:
             logs.update(self.metrics())
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.is_main_process and not self.flush(self.flush_on_train_end):
-            logger.warning("skill summarizer still busy after %.0fs at train end", self.flush_on_train_end)
+        if self.is_main_process and not self._drain_with_progress(self.flush_on_train_end):
+            logger.warning("skill summarizer still busy after %.0fs at train end: its pending skills are not in the "
+                           "saved bank", self.flush_on_train_end)
         self.sync()  # collective: staged skills reach every rank's bank
         self.close()
         return control
