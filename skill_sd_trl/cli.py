@@ -168,12 +168,16 @@ def train_main(argv: list[str]) -> int:
     if "-h" in argv or "--help" in argv:
         print(train_help())
         return 0
+    from .models import ModelNotFoundError
+
     script, args, model_args, recipe = parse_train_args(argv)
     try:
         run_train(script, args, model_args, recipe_path=recipe)
     except TrainingInterrupted as stop:
         print(stop, file=sys.stderr)
         return 130  # the shell's code for "ended by Ctrl-C"
+    except ModelNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
     return 0
 
 
@@ -181,6 +185,7 @@ def eval_main(argv: list[str]) -> int:
     """Evaluate models on one environment: the flags (or a train recipe via ``--config``) of :class:`EnvArguments`."""
     from .envs.arguments import EnvArguments
     from .evaluation import EvalArguments, evaluate, format_table, load_for_eval, write_results
+    from .models import ModelNotFoundError, require_available, resolve_model
 
     recipe = _config_path(argv)
     if recipe is not None:
@@ -192,6 +197,10 @@ def eval_main(argv: list[str]) -> int:
     for path, label in zip(a.model, a.label or a.model, strict=True):
         if not Path(path).exists() and "/" not in path and not path.lower().startswith(("smollm2", "embedded:")):
             raise SystemExit(f"error: model {path!r} is neither a folder, a Hub id (org/name) nor an embedded alias.")
+        try:
+            require_available(resolve_model(path))
+        except ModelNotFoundError as e:
+            raise SystemExit(f"error: {e}") from None
         model, tokenizer = load_for_eval(path)
         results.append(evaluate(label, env=env.env_name, split=env.eval_split, env_options=env.options(),
                                 max_samples=env.max_eval_samples, batch_size=env.eval_batch_size,

@@ -21,7 +21,6 @@ Pre-convert from a shell (e.g. in a CI cache step): ``python -m skill_sd_trl.mod
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -31,10 +30,12 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
-from typing import Any, Iterator
+from typing import Any
+
+from filelock import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,34 @@ def offline_equivalent(name_or_path: str) -> str:
     return name_or_path
 
 
+class ModelNotFoundError(ValueError):
+    """A model name that is no folder, no alias, and no Hub model this machine can get; the message says what to do."""
+
+
+def require_available(name_or_path: str, revision: str | None = None) -> None:
+    """Fail at once, in one line, for a model that cannot be loaded: instead of the loader's network retries when
+    offline. Folders and aliases pass; a Hub id passes when it is in the local Hub cache or the Hub answers once."""
+    if not isinstance(name_or_path, str) or os.path.isdir(name_or_path) or embedded_model_for(name_or_path):
+        return
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(name_or_path, "config.json", revision=revision), str):
+        return
+    fix = (f"pass a local model folder, the embedded alias {next(iter(EMBEDDED_MODELS))!r}, or a Hub id this machine "
+           "can download")
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotFoundError(f"model {name_or_path!r} is not a folder or an alias and is not in the local Hub "
+                                 f"cache, and HF_HUB_OFFLINE is set: {fix}.")
+    try:
+        model_info(name_or_path, revision=revision, timeout=10)
+    except RepositoryNotFoundError:
+        raise ModelNotFoundError(f"model {name_or_path!r} is not a folder, an alias or a model on the Hub: {fix}.") from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"model {name_or_path!r} is not in the local Hub cache and the Hub cannot be reached "
+                                 f"({type(exc).__name__}): {fix}.") from None
+
+
 #: Models built from an embedded one (the calibrated bases of :mod:`skill_sd_trl.warmstart`): each resolver maps an
 #: alias it owns to its built folder (building it once) and returns ``None`` for any other name. The modules that
 #: build such models register here, so this module imports none of them.
@@ -279,22 +308,6 @@ def _is_complete(folder: Path) -> bool:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Exclusive inter-process lock on ``path`` (``fcntl.flock``; released when the process dies)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: the atomic rename below still prevents a corrupt cache, at worst we convert twice
-        yield
-        return
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def _convert_once(spec: EmbeddedModel, gguf_path: Path, target: Path) -> Path:
     """Convert into ``target`` unless another process did it while we waited for the lock."""
     return build_once(target, lambda tmp: _convert(spec, gguf_path, tmp), f"The conversion of {spec.alias!r}")
@@ -309,7 +322,7 @@ def build_once(target: Path, build: Any, what: str) -> Path:
     """
     root = target.parent
     root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / f".{target.name}.lock"):
+    with FileLock(root / f".{target.name}.lock"):  # inter-process; released if the process dies
         if _is_complete(target):
             return target  # another process finished the build while we waited
         _remove_leftovers(target)

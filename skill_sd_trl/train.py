@@ -177,7 +177,7 @@ def method_label(args: SkillSDConfig) -> str:
 
 
 def _model_path(script: SkillSDScriptArguments, model_args, output_dir: str) -> str:
-    from .models import resolve_model
+    from .models import require_available, resolve_model
 
     if script.tiny_model:
         from .tiny import save_tiny_model
@@ -189,7 +189,9 @@ def _model_path(script: SkillSDScriptArguments, model_args, output_dir: str) -> 
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (e.g. smollm2-135m-instruct, or a Hub id such as "
                          "Qwen/Qwen3-4B-Instruct-2507).")
-    return resolve_model(model_args.model_name_or_path)
+    path = resolve_model(model_args.model_name_or_path)
+    require_available(path, model_args.model_revision)
+    return path
 
 
 def _make_bank(script: SkillSDScriptArguments):

@@ -110,6 +110,17 @@ def test_train_bad_flags_and_values_are_one_line(argv, message):
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_model_that_cannot_be_found_offline_is_one_line_without_network_retries(command, tmp_path):
+    argv = (["train", "--config", RECIPE, "--model_name_or_path", "someone/not-a-model", "--output_dir",
+             str(tmp_path)] if command == "train" else ["eval", "--config", RECIPE, "--model", "someone/not-a-model"])
+    with pytest.raises(SystemExit) as e:
+        main(argv)  # the suite runs with HF_HUB_OFFLINE=1, as a machine without network
+    message = str(e.value)
+    assert message.startswith("error: model 'someone/not-a-model' is not a folder or an alias and is not in the local")
+    assert "HF_HUB_OFFLINE" in message and "embedded alias 'smollm2-135m-instruct'" in message and "\n" not in message
+
+
 def test_table_numbers_are_percentages_and_averages():
     records = [{"success": True, "completion": 1.0, "reward": 10.0, "stop_reason": "solved"},
                {"success": False, "completion": 0.5, "reward": -1.0, "stop_reason": "max_turns"}]
