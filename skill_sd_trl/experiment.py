@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write, atomic_write_json
+from .report import integer_step_ticks
 
 RESULT_FILE = "result.json"
 CELL_FILE = "cell.json"
@@ -781,18 +782,6 @@ def table_notes(exp: Experiment, summary: dict, cells: list[dict], missing) -> s
     return "\n".join(f"- {n}" for n in notes)
 
 
-def _integer_steps(ax, steps) -> None:
-    """Integer step ticks: every step when there are few (also for a single point), else integer-only locator."""
-    from matplotlib.ticker import MaxNLocator
-
-    steps = sorted(set(steps))
-    if steps and len(steps) <= 20:
-        ax.set_xticks(steps)
-        ax.set_xlim(steps[0] - 0.5, steps[-1] + 0.5)
-    else:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
 def write_curves(exp: Experiment, summary: dict, output_dir: Path) -> list[Path]:
     """Test Acc. vs step and vs training wall-clock (mean line, ±std band over cells), plus diagnostics if logged."""
     import matplotlib
@@ -814,7 +803,7 @@ def write_curves(exp: Experiment, summary: dict, output_dir: Path) -> list[Path]
                 hi = [r["mean"] + (r["std"] or 0.0) for r in curve]
                 ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
         if x_key == "step":
-            _integer_steps(ax, [r["step"] for s in summary["methods"].values() for r in s["test_acc_curve"]])
+            integer_step_ticks(ax, [r["step"] for s in summary["methods"].values() for r in s["test_acc_curve"]])
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test Acc. (%)")
         ax.set_title("Held-out test Acc. (mean ± std over seeds)")
@@ -854,7 +843,7 @@ def write_diagnostics(cells: list[dict], methods: list[str], output_dir: Path) -
                       for st in steps]
                 ax.plot(steps, ys, marker="o", markersize=2, label=f"{m}: {k}")
         ax.set_title(title, fontsize=9)
-        _integer_steps(ax, [s["step"] for c in cells for s in c["steps"]])
+        integer_step_ticks(ax, [s["step"] for c in cells for s in c["steps"]])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     axes[-1, 0].set_xlabel("optimizer step")

@@ -141,6 +141,53 @@ def test_report_writes_curves_as_png(trained_run, tmp_path):
     assert all((out / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
 
 
+def test_report_panels_are_legible_with_integer_steps_and_the_evaluation_bars(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skill_sd_trl.report import plot_evaluation, plot_panel, write_report
+
+    fig, ax = plt.subplots()
+    same = ([1, 2, 3], [0.5, 0.5, 0.5])  # two runs that overlap exactly must still both be visible
+    plot_panel(ax, "t", {"grpo": same, "skill_sd": same})
+    styles = {(line.get_linestyle(), line.get_marker()) for line in ax.get_lines()}
+    assert len(styles) == 2 and list(ax.get_xticks()) == [1, 2, 3]
+    fig, ax = plt.subplots()
+    plot_evaluation(ax, [{"model": "base model", "env": "sokoban", "split": "test", "num_episodes": 16, "acc": 6.25,
+                          "comp": 6.25},
+                         {"model": "trained", "env": "sokoban", "split": "test", "num_episodes": 16, "acc": 12.5,
+                          "comp": 18.0}])
+    assert sorted(round(p.get_height(), 2) for p in ax.patches) == [6.25, 6.25, 12.5, 18.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["base model", "trained"]
+    plt.close("all")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": [{"step": 1, "reward": 1.0}]}))
+    (run / "eval_results.json").write_text(json.dumps({"results": [
+        {"model": "base model", "env": "sokoban", "split": "test", "num_episodes": 2, "acc": 50.0, "comp": 50.0}]}))
+    assert sorted(Path(p).name for p in write_report(run)) == ["evaluation.png", "reward.png"]
+
+
+def test_paper_scale_recipes_report_to_trackio_and_a_run_can_log_to_tensorboard(trained_run, tmp_path):
+    import yaml
+
+    recipes = Path(RECIPE).parent.parent
+    for recipe in recipes.glob("*/*.yaml"):
+        if recipe.parent.name == "accelerate":
+            continue
+        expected = "none" if recipe.stem.endswith("_cpu") else "trackio"
+        assert yaml.safe_load(recipe.read_text())["report_to"] == expected, recipe
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "tb"
+    assert main(["train", "--config", RECIPE, "--tiny_model", "true", "--output_dir", str(out), "--max_steps", "1",
+                 "--max_train_samples", "1", "--max_turns", "1", "--max_new_tokens_per_turn", "4",
+                 "--evaluate_after_training", "false", "--report_to", "tensorboard"]) == 0
+    events = list(out.rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
 def test_show_bank_prints_the_run_bank(trained_run, capsys):
     assert main(["show-bank", str(trained_run / "skill_bank.json")]) == 0
     out = capsys.readouterr().out
