@@ -102,8 +102,10 @@ class SkillSummarizerCallback(TrainerCallback):
             queues ``tasks × num_generations`` jobs, so keep it at several steps' worth.
         call_timeout: seconds one summarizer call may take. A call that overruns is abandoned (its thread is left to
             finish on its own, its result ignored) and counts as a timeout.
-        retries: extra attempts after a timeout or a retryable :class:`SummarizerError`. Parse failures are not
-            retried (greedy decoding would repeat them).
+        retries: extra attempts after a timeout or a retryable :class:`SummarizerError`; 0 by default, because a
+            backend that talks to a server retries itself (the ``openai`` SDK): one retry layer, not two. For a
+            custom summarizer without retries of its own. Parse failures are never retried (greedy decoding would
+            repeat them).
         retry_backoff: seconds before the first retry, doubled after each.
         max_trajectories_per_task: cap on the trajectories of one task handed over in one call (best and worst kept;
             in trajectory mode the cap applies to the contrast group, and every trajectory still gets its job).
@@ -125,7 +127,7 @@ class SkillSummarizerCallback(TrainerCallback):
         skill_granularity: str = "trajectory",
         max_queue: int | None = None,
         call_timeout: float = 300.0,
-        retries: int = 1,
+        retries: int = 0,
         retry_backoff: float = 2.0,
         max_trajectories_per_task: int = 64,
         parse_kwargs: dict[str, Any] | None = None,

@@ -8,8 +8,8 @@ caller parses the text with :func:`~skill_sd_trl.skills.schema.parse_skill` so e
 schema and every failure is counted in the same place.
 
 * :class:`TransformersSummarizer`: a local causal LM (path or model object + tokenizer), chat template, greedy.
-* :class:`OpenAIChatSummarizer`: any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, TGI, OpenAI, ...),
-  stdlib ``urllib`` only, per-call timeout, retries with exponential backoff on timeouts, 429 and 5xx.
+* :class:`OpenAIChatSummarizer`: any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, TGI, OpenAI, ...)
+  through the ``openai`` SDK (its timeout and retries), structured JSON output where the server supports it.
 * :class:`ExperienceSummarizer`: no model at all. It writes the skill from what the episodes show: the shortest
   successful action sequence seen so far for the task (kept across calls), the mistakes recorded by the
   environment (``Turn.valid``, ``Turn.info["events"]``) and what the episode (or the winning episodes) did. The
@@ -19,12 +19,9 @@ schema and every failure is counted in the same place.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import socket
 import threading
-import time
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -35,6 +32,8 @@ from ..trajectory import Trajectory, Turn
 from .events import EventVocabulary, vocabulary_for
 from .prompts import PromptBook, PromptSpec, SummaryPrompt
 from .schema import MAX_FIELD_CHARS, SKILL_KEYS
+
+logger = logging.getLogger(__name__)
 
 
 class SummarizerError(RuntimeError):
@@ -215,25 +214,26 @@ class TransformersSummarizer(LLMSummarizer):
 # OpenAI-compatible HTTP endpoint
 # --------------------------------------------------------------------------------------------------------------
 
-MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class OpenAIChatSummarizer(LLMSummarizer):
-    """An OpenAI-compatible chat-completions endpoint, through the standard library only.
+    """An OpenAI-compatible chat-completions endpoint (vLLM, TGI, OpenAI, ...) through the ``openai`` SDK
+    (``pip install "skill-sd-trl[openai]"``).
 
     Args:
-        base_url: e.g. ``"http://localhost:8000/v1"``; requests go to ``{base_url}/chat/completions``.
+        base_url: e.g. ``"http://localhost:8000/v1"``.
         model: the model name sent in the request.
-        api_key_env: environment variable holding the API key (sent as ``Authorization: Bearer``). ``None`` for
-            servers without authentication.
-        timeout: seconds per socket operation of one attempt (connect, and each read).
-        max_retries: extra attempts after the first on timeouts, connection errors, 408/409/425/429 and 5xx.
-        backoff: first retry delay in seconds, doubled each retry, capped at ``max_backoff``; a ``Retry-After``
-            header on 429/503 is honoured (also capped).
+        api_key_env: environment variable holding the API key. ``None`` for servers without authentication.
+        timeout: seconds one request may take.
+        max_retries: the SDK's retries (exponential backoff, ``Retry-After`` honoured) on timeouts, connection
+            errors, 408/409/429 and 5xx. This is the only retry layer: the skill callback does not retry on top.
+        structured_output: ask for the skill JSON schema (``response_format`` ``json_schema``, strict). A server
+            that refuses it (HTTP 400 naming ``response_format``) is asked again without, and never again after.
+            The answer still goes through the strict schema check of :func:`~skill_sd_trl.skills.schema.parse_skill`.
 
-    Malformed responses (not JSON, no ``choices[0].message.content`` string) and other 4xx statuses are not
-    retried: they are configuration errors, and retrying would only hide them.
+    Other 4xx statuses and malformed responses raise a non-retryable :class:`SummarizerError`: they are
+    configuration errors, and retrying would only hide them.
     """
 
     def __init__(
@@ -244,10 +244,9 @@ class OpenAIChatSummarizer(LLMSummarizer):
         api_key_env: str | None = "OPENAI_API_KEY",
         timeout: float = 120.0,
         max_retries: int = 3,
-        backoff: float = 1.0,
-        max_backoff: float = 30.0,
         temperature: float = 0.0,
         max_tokens: int = 1024,
+        structured_output: bool = True,
         extra_body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         name: str | None = None,
@@ -258,120 +257,79 @@ class OpenAIChatSummarizer(LLMSummarizer):
     ):
         super().__init__(prompt=prompt, max_prompt_chars=max_prompt_chars, max_trajectories=max_trajectories,
                          env_prompts=env_prompts)
+        try:
+            from openai import OpenAI
+        except ImportError:
+            raise ImportError('summarizer "openai" needs the openai SDK: pip install "skill-sd-trl[openai]"') from None
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url={base_url!r} must start with http:// or https:// (e.g. http://host:8000/v1)")
         if not model:
             raise ValueError("model must name the served model (the 'model' field of the request)")
-        if timeout <= 0 or max_retries < 0 or backoff < 0:
-            raise ValueError("timeout must be > 0, max_retries >= 0 and backoff >= 0")
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model
-        self.api_key: str | None = None
+        if timeout <= 0 or max_retries < 0:
+            raise ValueError("timeout must be > 0 and max_retries >= 0")
+        api_key = None
         if api_key_env is not None:
-            self.api_key = os.environ.get(api_key_env)
-            if not self.api_key:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
                 raise ValueError(
                     f"environment variable {api_key_env} is not set; export the API key there, or pass "
                     "api_key_env=None for a server without authentication"
                 )
+        self.url = base_url.rstrip("/")
+        self.model = model
         self.timeout = float(timeout)
-        self.max_retries = int(max_retries)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.structured_output = structured_output
         self.extra_body = dict(extra_body or {})
-        self.headers = dict(headers or {})
         self.name = name or f"openai:{model}"
-        self._sleep = time.sleep  # replaceable in tests
-
-    def _request(self, payload: bytes) -> urllib.request.Request:
-        headers = {"Content-Type": "application/json", "Accept": "application/json", **self.headers}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        return urllib.request.Request(self.url, data=payload, headers=headers, method="POST")
-
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        delay = self.backoff * (2**attempt)
-        if retry_after:
-            try:
-                delay = float(retry_after)
-            except ValueError:
-                pass  # an HTTP date: keep exponential backoff
-        return max(0.0, min(delay, self.max_backoff))
-
-    def _attempt(self, payload: bytes) -> bytes:
-        """One HTTP round trip; raises SummarizerError with ``retryable`` set."""
-        try:
-            with urllib.request.urlopen(self._request(payload), timeout=self.timeout) as resp:
-                body = resp.read(MAX_RESPONSE_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            detail = exc.read(300).decode("utf-8", "replace") if exc.fp is not None else ""
-            err = SummarizerError(
-                f"HTTP {exc.code} from {self.url}: {detail.strip()[:300]!r}", retryable=exc.code in _RETRYABLE_STATUS
-            )
-            err.retry_after = exc.headers.get("Retry-After") if exc.headers else None  # type: ignore[attr-defined]
-            raise err from exc
-        except (TimeoutError, socket.timeout) as exc:
-            raise SummarizerError(f"timeout after {self.timeout}s waiting for {self.url}", retryable=True) from exc
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise SummarizerError(
-                    f"timeout after {self.timeout}s connecting to {self.url}", retryable=True
-                ) from exc
-            raise SummarizerError(f"cannot reach {self.url}: {reason}", retryable=True) from exc
-        except (ConnectionError, OSError) as exc:  # reset mid-response, http.client.RemoteDisconnected...
-            raise SummarizerError(f"connection to {self.url} failed: {exc!r}", retryable=True) from exc
-        if len(body) > MAX_RESPONSE_BYTES:
-            raise SummarizerError(f"response from {self.url} is larger than {MAX_RESPONSE_BYTES} bytes")
-        return body
-
-    def _content(self, body: bytes) -> str:
-        try:
-            data = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise SummarizerError(
-                f"response from {self.url} is not JSON: {body[:200].decode('utf-8', 'replace')!r}"
-            ) from None
-        if isinstance(data, dict) and "error" in data and "choices" not in data:
-            raise SummarizerError(f"server returned an error: {str(data['error'])[:300]}")
-        try:
-            content = data["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            raise SummarizerError(
-                f"unexpected response shape from {self.url}: expected choices[0].message.content, got "
-                f"{json.dumps(data)[:200]}"
-            ) from None
-        if not isinstance(content, str):
-            raise SummarizerError(
-                f"choices[0].message.content is {type(content).__name__}, expected a string "
-                "(a refusal or tool call instead of text?)"
-            )
-        return content
+        self.client = OpenAI(base_url=self.url, api_key=api_key or "no-key", timeout=self.timeout,
+                             max_retries=int(max_retries), default_headers=dict(headers or {}) or None)
 
     def complete(self, messages: list[dict[str, str]]) -> str:
-        payload = json.dumps(
-            {
-                "model": self.model,
-                "messages": messages,
-                "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
-                **self.extra_body,
-            }
-        ).encode("utf-8")
-        last: SummarizerError | None = None
-        for attempt in range(self.max_retries + 1):
-            try:
-                return self._content(self._attempt(payload))
-            except SummarizerError as exc:
-                last = exc
-                if not exc.retryable or attempt == self.max_retries:
-                    break
-                self._sleep(self._delay(attempt, getattr(exc, "retry_after", None)))
-        assert last is not None
-        attempts = attempt + 1
-        raise SummarizerError(f"{last} (after {attempts} attempt{'s' if attempts > 1 else ''})", last.retryable)
+        import openai
+
+        request = dict(model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens,
+                       extra_body=self.extra_body or None)
+        if self.structured_output:
+            request["response_format"] = SKILL_RESPONSE_FORMAT
+        try:
+            response = self.client.chat.completions.create(**request)
+        except openai.APITimeoutError as exc:
+            raise SummarizerError(f"timeout after {self.timeout}s waiting for {self.url}", retryable=True) from exc
+        except openai.APIConnectionError as exc:
+            raise SummarizerError(f"cannot reach {self.url}: {exc}", retryable=True) from exc
+        except openai.APIStatusError as exc:
+            detail = str(getattr(exc, "body", None) or exc.message)[:300]
+            if exc.status_code == 400 and self.structured_output and "response_format" in detail:
+                logger.info("%s does not support structured output; asking for plain JSON text", self.url)
+                self.structured_output = False
+                return self.complete(messages)
+            raise SummarizerError(f"HTTP {exc.status_code} from {self.url}: {detail!r}",
+                                  retryable=exc.status_code in _RETRYABLE_STATUS) from exc
+        except (openai.APIResponseValidationError, ValueError) as exc:
+            raise SummarizerError(f"response from {self.url} is not a chat completion: {exc}"[:400]) from exc
+        choices = getattr(response, "choices", None)
+        if not choices:
+            raise SummarizerError(f"unexpected response shape from {self.url}: expected choices[0].message.content, "
+                                  f"got {str(response)[:200]}")
+        content = choices[0].message.content
+        if not isinstance(content, str):
+            raise SummarizerError(f"choices[0].message.content is {type(content).__name__}, expected a string "
+                                  "(a refusal or tool call instead of text?)")
+        return content
+
+
+#: The skill JSON as an OpenAI structured-output schema (the strict check of ``parse_skill`` still applies).
+SKILL_RESPONSE_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "skill",
+        "strict": True,
+        "schema": {"type": "object", "properties": {key: {"type": "string"} for key in SKILL_KEYS},
+                   "required": list(SKILL_KEYS), "additionalProperties": False},
+    },
+}
 
 
 # --------------------------------------------------------------------------------------------------------------
