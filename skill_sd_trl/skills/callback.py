@@ -38,6 +38,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,13 +162,10 @@ class SkillSummarizerCallback(TrainerCallback):
         self.log_metrics = log_metrics
         self.wait_for_skills = float(wait_for_skills)
 
-        self._cond = threading.Condition()
-        self._queue: deque[_Job] = deque()
-        self._busy = 0  # jobs being processed (a counter: an old worker may finish while a new one runs)
-        self._closed = False
-        self._worker: threading.Thread | None = None
-        self._generation = 0  # bumped by close(): a worker of an older generation exits
-        self._worker_generation = -1
+        self._cond = threading.Condition()  # guards the counters, the pending jobs and the staged skills
+        # One worker thread runs the jobs in order; ``_pending`` holds every job not finished yet, oldest first.
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: deque[tuple[_Job, Future]] = deque()
         self._staged: list[Skill] = []  # multi-process: skills waiting for the next synchronisation point
         self._layout: tuple[int, int] | None = None
         self._counts: Counter = Counter()
@@ -221,75 +219,54 @@ class SkillSummarizerCallback(TrainerCallback):
         """Queue ``trajectories`` for summarization; returns the number of jobs queued: one per trajectory in
         trajectory mode, one per task in group mode.
 
-        Never blocks on the summarizer; a full queue drops its oldest job.
+        Never blocks on the summarizer; a full queue drops its oldest waiting job.
         """
         jobs = self._jobs(trajectories, step)
         with self._cond:
-            self._closed = False  # submitting after close() (a second train() call) reopens with a fresh worker
+            if self._executor is None:  # first use, or after close() (a second train() call reopens)
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skill-summarizer")
             for job in jobs:
-                if len(self._queue) >= self.max_queue:
-                    dropped = self._queue.popleft()
-                    self._counts["dropped"] += 1
-                    logger.warning("skill queue full (%d): dropped a job of task %s", self.max_queue, dropped.task_id)
-                self._queue.append(job)
+                self._drop_oldest_beyond(self.max_queue - 1)
+                self._pending.append((job, self._executor.submit(self._run, job)))
                 self._counts["submitted"] += 1
-            self._ensure_worker()
-            self._cond.notify_all()
         return len(jobs)
 
-    def _ensure_worker(self) -> None:
-        if self._worker is None or not self._worker.is_alive() or self._worker_generation != self._generation:
-            self._worker_generation = self._generation
-            self._worker = threading.Thread(
-                target=self._run, args=(self._generation,), name="skill-summarizer", daemon=True
-            )
-            self._worker.start()
+    def _drop_oldest_beyond(self, keep: int) -> None:
+        """Cancel the oldest waiting jobs until at most ``keep`` wait (the running one is never dropped)."""
+        self._pending = deque(item for item in self._pending if not item[1].done())
+        waiting = [item for item in self._pending if not item[1].running()]
+        for job, future in waiting[: max(0, len(waiting) - keep)]:
+            if future.cancel():
+                self._counts["dropped"] += 1
+                logger.warning("skill queue full (%d): dropped a job of task %s", self.max_queue, job.task_id)
 
-    def _run(self, generation: int) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closed and generation == self._generation:
-                    self._cond.wait()
-                if self._closed or generation != self._generation:
-                    return  # closed, or superseded by a worker started after a close()
-                job = self._queue.popleft()
-                self._busy += 1
-            try:
-                self._process(job)
-            except Exception as exc:  # never let the worker die: training would silently stop getting skills
-                logger.exception("skill summarization failed for task %s", job.task_id)
-                self._count("errors", reason=f"internal: {exc!r}"[:120])
-            finally:
-                with self._cond:
-                    self._busy -= 1
-                    self._cond.notify_all()
+    def _unfinished(self) -> list[Future]:
+        with self._cond:
+            return [future for _, future in self._pending if not future.done()]
+
+    def _run(self, job: _Job) -> None:
+        try:
+            self._process(job)
+        except Exception as exc:  # a job never fails the worker: training would silently stop getting skills
+            logger.exception("skill summarization failed for task %s", job.task_id)
+            self._count("errors", reason=f"internal: {exc!r}"[:120])
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued job has been processed; False if ``timeout`` seconds passed first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self._queue or self._busy:
-                if self._closed and not self._busy:
-                    return not self._queue
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
+        _, not_done = wait(self._unfinished(), timeout=timeout)
+        return not not_done
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker; jobs still waiting are discarded (call :meth:`flush` first to keep them)."""
         with self._cond:
-            self._closed = True
-            self._generation += 1
-            self._queue.clear()
-            self._cond.notify_all()
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout)
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+            wait(self._unfinished(), timeout=timeout)  # the running job, if any
 
     def _drain_with_progress(self, timeout: float) -> bool:
         """:meth:`flush`, showing how many jobs (trajectories, or task groups) are left while it waits."""
-        pending = int(self.metrics()["skills/queued"])
+        pending = len(self._unfinished())
         if pending == 0:
             return True
         from tqdm.auto import tqdm
@@ -298,7 +275,7 @@ class SkillSummarizerCallback(TrainerCallback):
         with tqdm(total=pending, desc="summarizing skills", unit="job") as bar:
             while time.monotonic() < deadline:
                 done = self.flush(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
-                bar.update(max(0, pending - int(self.metrics()["skills/queued"]) - bar.n))
+                bar.update(max(0, pending - len(self._unfinished()) - bar.n))
                 if done:
                     return True
         return False
@@ -397,7 +374,7 @@ class SkillSummarizerCallback(TrainerCallback):
         with self._cond:
             c = self._counts
             return {
-                "skills/queued": float(len(self._queue) + int(self._busy)),
+                "skills/queued": float(sum(not future.done() for _, future in self._pending)),
                 "skills/submitted": float(c["submitted"]),
                 "skills/added": float(c["added"]),
                 "skills/duplicates": float(c["duplicates"]),
