@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-import re
 import sys
 from dataclasses import fields
 from pathlib import Path
+
+from .recipe import check_recipe, config_path, parse, parser, parse_train_args, train_types  # noqa: F401
 
 USAGE = """skill-sd-trl <command> [options]
 
@@ -44,79 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     return commands[command](rest) or 0
 
 
-def parse_train_args(argv: list[str]):
-    """(script args, SkillSDConfig, ModelConfig) from ``--config recipe.yaml`` and flags, with recipe-key checks."""
-    types = _train_types()
-    recipe = _config_path(argv)
-    if recipe is not None:
-        check_recipe(recipe, types)
-    script, args, model_args = _parse(_parser(types, "skill-sd-trl train"), argv)
-    return script, args, model_args, recipe
-
-
-def _parser(types, prog: str, **kwargs):
-    """A ``TrlParser`` whose errors are one line naming the flag (argparse would print the whole usage first)."""
-    from trl import TrlParser
-
-    class OneLineErrors(TrlParser):
-        def error(self, message):
-            raise SystemExit(f"error: {message}")
-
-    return OneLineErrors(types, prog=prog, **kwargs)
-
-
-def _parse(parser, argv: list[str], **kwargs):
-    """Parse, turning a bad value (a dataclass ``__post_init__`` check) into one line that names the field."""
-    try:
-        return parser.parse_args_and_config(args=argv, **kwargs)
-    except ValueError as e:
-        unused = re.search(r"not used by the HfArgumentParser: \[(.*)\]", str(e))
-        if unused is None:
-            raise SystemExit(f"error: {e}") from None
-        flag = next((a.strip(" '\"") for a in unused.group(1).split(",") if a.strip(" '\"").startswith("-")), None)
-        known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
-        close = difflib.get_close_matches(flag or "", known, n=1)
-        hint = f" Did you mean {close[0]}?" if close else " See --help."
-        raise SystemExit(f"error: unknown flag {flag or unused.group(1)}.{hint}") from None
-
-
-def _train_types() -> tuple:
-    from trl import ModelConfig
-
-    from .config import SkillSDConfig
-    from .script_args import SkillSDScriptArguments
-
-    return (SkillSDScriptArguments, SkillSDConfig, ModelConfig)
-
-
-def _config_path(argv: list[str]) -> str | None:
-    if "--config" not in argv:
-        return None
-    index = argv.index("--config")
-    if index + 1 >= len(argv):
-        raise SystemExit("error: --config needs a path to a recipe YAML file.")
-    return argv[index + 1]
-
-
-def check_recipe(path: str, types) -> dict:
-    """Fail early and clearly on a missing recipe or a key no dataclass knows (with a suggestion)."""
-    import yaml
-
-    if not Path(path).is_file():
-        raise SystemExit(f"error: recipe file {path!r} not found. Recipes live in recipes/<env>/<method>.yaml.")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise SystemExit(f"error: recipe {path!r} must be a YAML mapping of option: value.")
-    known = {f.name for t in types for f in fields(t)} | {"env"}  # `env`: environment variables (TRL convention)
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise SystemExit(f"error: unknown recipe key {key!r} in {path}.{hint} See docs/configuration.md.")
-    return data
-
-
 #: TRL / Trainer fields a recipe usually sets, listed in the short help (every other one is accepted too).
 COMMON_TRL_FIELDS = ("model_name_or_path", "output_dir", "max_steps", "learning_rate", "per_device_train_batch_size",
                      "num_generations", "max_completion_length", "use_peft", "lora_r", "use_vllm", "report_to",
@@ -130,7 +58,7 @@ def train_help() -> str:
     from .envs.arguments import EnvArguments
     from .script_args import SkillSDScriptArguments
 
-    types = _train_types()
+    types = train_types()
     by_name = {f.name: f for t in types for f in fields(t)}
     grpo = {f.name for f in fields(GRPOConfig)}
     env = [f.name for f in fields(EnvArguments)]
@@ -163,7 +91,7 @@ def train_main(argv: list[str]) -> int:
     if "--help-all" in argv:
         from trl import TrlParser
 
-        TrlParser(_train_types(), prog="skill-sd-trl train").print_help()
+        TrlParser(train_types(), prog="skill-sd-trl train").print_help()
         return 0
     if "-h" in argv or "--help" in argv:
         print(train_help())
@@ -187,12 +115,12 @@ def eval_main(argv: list[str]) -> int:
     from .evaluation import EvalArguments, evaluate, format_table, load_for_eval, write_results
     from .models import ModelNotFoundError, require_available, resolve_model
 
-    recipe = _config_path(argv)
+    recipe = config_path(argv)
     if recipe is not None:
-        check_recipe(recipe, _train_types() + (EvalArguments,))  # a train recipe is welcome; a typo is not
-    parser = _parser((EnvArguments, EvalArguments), "skill-sd-trl eval",
-                     description="Evaluate models or checkpoints on an environment (Acc./Comp. table).")
-    env, a = _parse(parser, argv, fail_with_unknown_args=False)
+        check_recipe(recipe, train_types() + (EvalArguments,))  # a train recipe is welcome; a typo is not
+    p = parser((EnvArguments, EvalArguments), "skill-sd-trl eval",
+               description="Evaluate models or checkpoints on an environment (Acc./Comp. table).")
+    env, a = parse(p, argv, fail_with_unknown_args=False)
     results = []
     for path, label in zip(a.model, a.label or a.model, strict=True):
         if not Path(path).exists() and "/" not in path and not path.lower().startswith(("smollm2", "embedded:")):

@@ -355,7 +355,7 @@ def validate_cells(exp: Experiment, methods, seeds, level_seeds) -> None:
 
     import yaml
 
-    from .cli import parse_train_args
+    from .recipe import parse_train_args
 
     with tempfile.TemporaryDirectory(prefix="skill-sd-experiment-check-") as tmp:
         for method in methods:
@@ -506,7 +506,7 @@ def run_cell(cell_dir: str | os.PathLike) -> dict:
     import transformers
     import trl
 
-    from .cli import parse_train_args
+    from .recipe import parse_train_args
     from .train import build_trainer, method_label
 
     script, args, model_args, _ = parse_train_args(["--config", str(recipe_path)])

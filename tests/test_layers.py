@@ -52,6 +52,34 @@ def test_no_import_runs_back_up(layer):
     assert not offenders, f"{layer}/ imports a higher layer: {offenders}"
 
 
+def test_the_package_import_graph_has_no_cycle():
+    """Modules (and packages) of skill_sd_trl import one another in one direction only: a lower layer never imports
+    a higher one, even inside a function. The package ``__init__`` (which registers the calibrated bases) and
+    ``__main__`` are entry points, not layers."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        top = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        if top in ("__init__", "__main__"):
+            continue
+        graph.setdefault(top, set()).update(imported_modules(path) - {top, "__init__"})
+    order, state = [], {}
+
+    def visit(node, trail):
+        if state.get(node) == "done":
+            return
+        assert state.get(node) != "open", f"import cycle: {' -> '.join(trail + [node])}"
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            visit(target, trail + [node])
+        state[node] = "done"
+        order.append(node)
+
+    for node in sorted(graph):
+        visit(node, [])
+    assert order.index("envs") < order.index("rollout") < order.index("trainer") < order.index("train")
+    assert order.index("skills") < order.index("envs") and order.index("recipe") < order.index("cli")
+
+
 def test_the_checker_sees_relative_and_function_level_imports(tmp_path):
     probe = PACKAGE / "skills" / "_layer_probe.py"
     probe.write_text("def f():\n    from ..envs.registry import get_env_spec\n    from .. import rollout\n")
