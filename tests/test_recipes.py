@@ -109,5 +109,5 @@ def test_unknown_recipe_key_and_missing_file_are_clear(tmp_path):
         parse_train_args(["--config", str(tmp_path / "nope.yaml")])
     unknown_env = tmp_path / "env.yaml"
     unknown_env.write_text("env_name: chess\n")
-    with pytest.raises(ValueError, match="env_name='chess' is not valid"):
-        parse_train_args(["--config", str(unknown_env)])
+    with pytest.raises(SystemExit, match="^error: env_name='chess' is not valid; choose one of 'sokoban'"):
+        parse_train_args(["--config", str(unknown_env)])  # one line, no traceback
