@@ -69,7 +69,8 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
                                                      skill_granularity=script.skill_granularity,
                                                      wait_for_skills=script.summarizer_wait,
                                                      flush_on_train_end=script.summarizer_timeout))
-    _name_the_hub_base(trainer, model_args.model_name_or_path)
+    if not script.tiny_model:  # a tiny random stand-in is no embedded model, whatever the recipe names
+        _name_the_hub_base(trainer, model_args.model_name_or_path)
     trainer.skill_bank = bank
     trainer.recipe_path = recipe_path
     return trainer

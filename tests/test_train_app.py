@@ -66,6 +66,18 @@ def test_a_model_trained_from_the_embedded_alias_names_its_hub_id(tiny_model_pat
     assert resolved == [str(tmp_path), "smollm2-135m-instruct"] and not hasattr(model, "peft_config")  # merged
 
 
+def test_a_tiny_stand_in_for_the_embedded_alias_does_not_claim_its_hub_id(tmp_path):
+    from skill_sd_trl import train
+
+    model_args = ModelConfig(model_name_or_path="smollm2-135m-instruct", use_peft=True, lora_r=4,
+                             lora_target_modules=["q_proj", "v_proj"])
+    trainer = train.build_trainer(SkillSDScriptArguments(env_preset="tiny", max_train_samples=1, tiny_model=True),
+                                  _args(tmp_path), model_args)
+    trainer.save_model(str(tmp_path))
+    base = json.loads((tmp_path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert "skill-sd-tiny-model-" in base  # the random stand-in's own folder
+
+
 def test_a_model_from_a_local_folder_keeps_its_folder(tiny_model_path, tmp_path):
     from skill_sd_trl import train
 
