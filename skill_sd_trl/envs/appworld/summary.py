@@ -1,5 +1,5 @@
-"""What the skill summarizer is told about AppWorld: its summary prompt (an LLM summarizer's default for this
-environment) and its event vocabulary (what the programmatic experience summarizer reads in turn events)."""
+"""AppWorld for the skill summarizer (``EnvSpec.summary_prompt`` and ``EnvSpec.events``, for the real and the
+offline app world alike): a prompt that asks for the apps, APIs and arguments that worked, and the progress tags."""
 
 from __future__ import annotations
 
