@@ -375,6 +375,19 @@ def test_a_trainer_that_takes_the_pipeline_saves_restores_and_logs_it_at_named_p
     plain.close()
 
 
+def test_the_pipeline_runs_without_the_trainer_callback_machinery():
+    from skill_sd_trl.skills.pipeline import SkillPipeline
+
+    trainer, bank = FakeTrainer(), SkillBank()
+    pipeline = SkillPipeline(trainer, ExperienceSummarizer(), bank, wait_for_skills=5)
+    trainer.pending = [traj("a"), traj("b", reward=0.0, success=False)]
+    pipeline.after_step(3)  # what the callback's on_step_end calls
+    assert sorted(bank.tasks()) == ["a", "b"] and pipeline.metrics()["skills/added"] == 2
+    assert {s.step for t in bank.tasks() for s in bank.skills(t)} == {3}
+    pipeline.finish()  # what on_train_end calls: drained, worker stopped
+    assert pipeline._executor is None
+
+
 def test_on_log_train_end_and_reopen():
     trainer, bank = FakeTrainer(), SkillBank()
     cb = SkillSummarizerCallback(trainer, SlowSummarizer(0.2), bank)

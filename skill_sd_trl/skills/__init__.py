@@ -4,6 +4,7 @@ Light names are imported eagerly; ``SkillSummarizerCallback`` (which pulls in ``
 """
 
 from .bank import SkillBank, SkillEntry
+from .pipeline import SkillPipeline
 from .prompts import PromptBook, PromptTemplateError, SummaryPrompt
 from .provider import ColumnSkillProvider, SkillProvider, SkillSelection
 from .render import render_trajectory
@@ -20,7 +21,8 @@ from .summarizers import (
 
 __all__ = [
     "ColumnSkillProvider", "ExperienceSummarizer", "OpenAIChatSummarizer", "PromptBook", "PromptTemplateError", "Skill",
-    "SkillBank", "SkillEntry", "SkillParseError", "SkillProvider", "SkillSelection", "SkillSummarizerCallback",
+    "SkillBank", "SkillEntry", "SkillParseError", "SkillPipeline", "SkillProvider", "SkillSelection",
+    "SkillSummarizerCallback",
     "Summarizer", "SummarizerError", "SummaryPrompt", "TransformersSummarizer", "build_summarizer", "format_bank",
     "parse_skill", "render_trajectory",
 ]
