@@ -164,7 +164,7 @@ class SkillPipeline:
         self.log_metrics = log_metrics
         self.wait_for_skills = float(wait_for_skills)
 
-        self._cond = threading.Condition()  # guards the counters, the pending jobs and the staged skills
+        self._lock = threading.RLock()  # guards the counters, the pending jobs and the staged skills
         # One worker thread runs the jobs in order; ``_pending`` holds every job not finished yet, oldest first.
         self._executor: ThreadPoolExecutor | None = None
         self._pending: deque[tuple[_Job, Future]] = deque()
@@ -224,7 +224,7 @@ class SkillPipeline:
         Never blocks on the summarizer; a full queue drops its oldest waiting job.
         """
         jobs = self._jobs(trajectories, step)
-        with self._cond:
+        with self._lock:
             if self._executor is None:  # first use, or after close() (a second train() call reopens)
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skill-summarizer")
             for job in jobs:
@@ -243,7 +243,7 @@ class SkillPipeline:
                 logger.warning("skill queue full (%d): dropped a job of task %s", self.max_queue, job.task_id)
 
     def _unfinished(self) -> list[Future]:
-        with self._cond:
+        with self._lock:
             return [future for _, future in self._pending if not future.done()]
 
     def _run(self, job: _Job) -> None:
@@ -260,7 +260,7 @@ class SkillPipeline:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker; jobs still waiting are discarded (call :meth:`flush` first to keep them)."""
-        with self._cond:
+        with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
@@ -284,7 +284,7 @@ class SkillPipeline:
 
     # -- one job --------------------------------------------------------------------------------------------
     def _count(self, key: str, n: int = 1, reason: str | None = None) -> None:
-        with self._cond:
+        with self._lock:
             self._counts[key] += n
             if reason:
                 self.failure_reasons[reason] += 1
@@ -335,7 +335,7 @@ class SkillPipeline:
             except Exception as exc:  # a backend bug or bad input: not worth retrying
                 last = f"{type(exc).__name__}: {exc}"
                 break
-            with self._cond:
+            with self._lock:
                 self._latency_sum += time.monotonic() - start
                 self._latency_n += 1
             return text
@@ -361,7 +361,7 @@ class SkillPipeline:
             self._count("parse_failures", reason=exc.reason[:120])
             return
         if self._world()[0] > 1:
-            with self._cond:
+            with self._lock:
                 self._staged.append(skill)
         else:
             self._store(skill)
@@ -373,7 +373,7 @@ class SkillPipeline:
     def metrics(self) -> dict[str, float]:
         """Counters since construction (``skills/queued`` and sizes are current values)."""
         stats = self.bank.stats()
-        with self._cond:
+        with self._lock:
             c = self._counts
             return {
                 "skills/queued": float(sum(not future.done() for _, future in self._pending)),
@@ -412,7 +412,7 @@ class SkillPipeline:
             # rank 0's own feedback is already in its bank, so only the rest is merged.
             combined = combine_rank_deltas([deltas for _, deltas in gathered])
             self.bank.merge_deltas(subtract_deltas(combined, gathered[0][1]))
-            with self._cond:
+            with self._lock:
                 staged, self._staged = self._staged, []
             for skill in staged:
                 self._store(skill)
