@@ -3,7 +3,9 @@
 The first Ctrl-C (SIGINT) only raises a flag; at the end of the running optimizer step the callback asks the
 ``Trainer`` to save a checkpoint (adapter, optimizer, scheduler, RNG, trainer state, and through
 ``SkillSDTrainer.save_model`` the teacher and the skill bank) and to stop. A second Ctrl-C aborts at once, as
-Python normally does. Only the main thread of the main process installs the handler.
+Python normally does. The handler is installed in each process's main thread; under ``accelerate launch`` the ranks
+agree at every step end (a one-number all-reduce), so all of them save and stop at the same step even when the
+signal reached them at different moments.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class GracefulInterrupt(TrainerCallback):
             self._previous = signal.signal(signal.SIGINT, self._handle)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.requested and self.stopped_at is None:
+        if self.stopped_at is None and _any_rank(self.requested, args.device):
             control.should_save = True  # the Trainer saves checkpoint-<step> right after this hook
             control.should_training_stop = True
             self.stopped_at = state.global_step
@@ -52,3 +54,15 @@ class GracefulInterrupt(TrainerCallback):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
+
+
+def _any_rank(flag: bool, device) -> bool:
+    """``flag`` of any process (a collective: every rank calls it at the same step end); ``flag`` in one process."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

@@ -94,7 +94,9 @@ def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, r
     """Train, save (model, skill bank, recipe, model card), push when asked, then evaluate base vs trained."""
     trainer = build_trainer(script, args, model_args, recipe_path)
     if script.eval_only:
-        return trainer, evaluate_models(trainer, script, trained=False)
+        results = evaluate_models(trainer, script, trained=False)
+        print(saved_message(args.output_dir, recipe_path, trained=False))
+        return trainer, results
     interrupt = GracefulInterrupt()
     trainer.add_callback(interrupt)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)

@@ -27,14 +27,14 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
 from .atomic import atomic_write
+from .batch_plan import BatchPlan, render_context
 from .config import SkillSDConfig
 from .losses import sanitize_logps, sdl_per_token
-from .batch_plan import BatchPlan, render_context
+from .model_card import PAPER, skill_sd_section
 from .prompts import prompt_text, task_id_of
 from .rollout import episode_metrics
 from .sdl_metrics import rollout_success, sdl_metrics
 from .skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
-from .model_card import PAPER, skill_sd_section
 from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher  # noqa: F401  (re-exported)
 from .teacher_scoring import score_padded, score_shared_prompts
 from .trajectory import Trajectory, Turn
@@ -370,7 +370,7 @@ class SkillSDTrainer(GRPOTrainer):
         self.restore_extra_state(checkpoint)
 
     def restore_extra_state(self, checkpoint: str) -> None:
-        """Restore the teacher and every callback's state (e.g. the skill bank) from a checkpoint folder."""
+        """Restore the teacher and the skill pipeline's state (the skill bank) from a checkpoint folder."""
         if self.teacher is not None:
             self.teacher.restore(checkpoint)
         if self.skill_pipeline is not None:
@@ -392,6 +392,7 @@ class SkillSDTrainer(GRPOTrainer):
         atomic_write(path, lambda f: f.write(card.rstrip() + "\n\n" + section + "\n"))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.skill_pipeline is not None and self.is_world_process_zero():
-            logs.update(self.skill_pipeline.metrics())  # into the row before it enters the log history
+        pipeline = self.skill_pipeline
+        if pipeline is not None and getattr(pipeline, "log_metrics", True) and self.is_world_process_zero():
+            logs.update(pipeline.metrics())  # into the row before it enters the log history
         super().log(logs, start_time)

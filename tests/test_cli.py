@@ -23,6 +23,15 @@ def trained_run(tmp_path_factory, tiny_model_path):
     return out
 
 
+def test_an_eval_only_run_prints_where_it_saved(tmp_path, capsys):
+    out = tmp_path / "base"
+    assert main(["train", "--config", RECIPE, "--tiny_model", "true", "--eval_only", "true", "--output_dir", str(out),
+                 "--max_eval_samples", "2", "--max_turns", "1", "--max_new_tokens_per_turn", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert f"Saved to {out}: eval_results.json." in printed and "evaluate again" not in printed
+    assert (out / "eval_results.json").exists()
+
+
 def test_eval_puts_several_checkpoints_side_by_side(trained_run, tiny_model_path, tmp_path, capsys):
     out = tmp_path / "eval"
     code = main(["eval", "--model", tiny_model_path, str(trained_run), "--label", "base", "trained",

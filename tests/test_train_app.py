@@ -125,3 +125,41 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path, monkeyp
     printed = capsys.readouterr().out
     assert f"Saved to {out}: adapter_model.safetensors, skill_bank.json" in printed
     assert f"skill-sd-trl eval --config {RECIPE} --model {out}" in printed
+
+
+@pytest.mark.parametrize("log_metrics", [True, False])
+def test_the_trainer_logs_the_pipeline_metrics_only_when_the_pipeline_asks(tiny_model_path, tmp_path, log_metrics):
+    from skill_sd_trl import train
+    from skill_sd_trl.skills.bank import SkillBank
+    from skill_sd_trl.skills.callback import SkillSummarizerCallback
+    from skill_sd_trl.skills.summarizers import ExperienceSummarizer
+
+    trainer = train.build_trainer(SkillSDScriptArguments(env_preset="tiny", max_train_samples=1, skill_source="none"),
+                                  _args(tmp_path), ModelConfig(model_name_or_path=tiny_model_path))
+    cb = SkillSummarizerCallback(trainer, ExperienceSummarizer(), SkillBank(), log_metrics=log_metrics)
+    assert trainer.skill_pipeline is cb
+    trainer.log({"loss": 1.0})
+    assert ("skills/bank_size" in trainer.state.log_history[-1]) is log_metrics
+    cb.close()
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(monkeypatch):
+    import torch.distributed as dist
+    from transformers import TrainerControl
+
+    from skill_sd_trl.interrupt import GracefulInterrupt
+
+    reduced = []
+
+    def all_reduce(tensor, op=None):  # another rank was interrupted: MAX over ranks is 1
+        reduced.append(float(tensor.item()))
+        tensor.fill_(1.0)
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    interrupt = GracefulInterrupt()  # this rank saw no Ctrl-C
+    args = type("Args", (), {"device": "cpu"})()
+    state = type("State", (), {"global_step": 7})()
+    control = interrupt.on_step_end(args, state, TrainerControl())
+    assert reduced == [0.0] and control.should_save and control.should_training_stop and interrupt.stopped_at == 7
