@@ -108,3 +108,9 @@ def test_the_app_layer_hands_the_environment_vocabulary_to_the_summarizer():
                                                   summarizer_base_url="http://127.0.0.1:9/v1", summarizer_model="m",
                                                   summarizer_api_key_env="PATH"), "unused")
     assert llm.prompts.for_env("sokoban") is SUMMARY_PROMPT
+
+
+def test_the_trainer_keeps_only_the_algorithm():
+    """SkillSDTrainer holds teacher scoring, the loss and the card hooks; everything else lives in its own module."""
+    lines = (PACKAGE / "trainer.py").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 400, f"trainer.py has {len(lines)} lines; move a responsibility out (batch_plan.py, ...)"
