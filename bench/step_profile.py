@@ -33,6 +33,7 @@ def timed(obj, name, label, totals, calls):
 def main(argv):
     from skill_sd_trl.cli import parse_train_args
     from skill_sd_trl.envs.sokoban.env import SokobanEnv
+    from skill_sd_trl.rollout import TrainerBackend
     from skill_sd_trl.train import build_trainer
 
     if "--output_dir" not in argv:
@@ -40,12 +41,13 @@ def main(argv):
     script, args, model_args, recipe = parse_train_args([*argv, "--evaluate_after_training", "false"])
     trainer = build_trainer(script, args, model_args, recipe)
     totals, calls = collections.defaultdict(float), collections.Counter()
-    for name, label in (("_generate_single_turn", "sampling (all turns)"), ("_teacher_logps", "teacher scoring"),
+    for name, label in (("_teacher_logps", "teacher scoring"),
                         ("_get_per_token_logps_and_entropies", "student log-prob pass (forward)"),
                         ("_generate_and_score_completions", "generation batch (sampling + scoring)"),
                         ("training_step", "training step (all)")):
         timed(trainer, name, label, totals, calls)
     timed(SokobanEnv, "step", "environment steps", totals, calls)
+    timed(TrainerBackend, "generate", "sampling (all turns)", totals, calls)  # either path: TurnCache or TRL's
     start = time.perf_counter()
     trainer.train()
     total, steps = time.perf_counter() - start, trainer.state.global_step

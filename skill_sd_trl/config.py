@@ -143,6 +143,15 @@ class SkillSDConfig(GRPOConfig):
             "prompt's rollouts (exact; fewer tokens). Set False for models without a KV cache in training mode."
         },
     )
+    student_prompt_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "In the student's log-prob pass (with gradient), encode each group's shared prompt once and score "
+            "its rollouts from the KV cache: the same log-probs and gradients up to float rounding, with fewer tokens "
+            "forward and backward (the CPU recipes turn it on). Off (default): the parent's padded forward, so that "
+            "sdl_coef=0 trains bit for bit like GRPOTrainer."
+        },
+    )
     teacher_adapter_name: str = field(
         default="teacher",
         metadata={"help": "Name of the second LoRA adapter that holds the teacher's weights (PEFT models only)."},

@@ -459,15 +459,21 @@ def _make_curve_callback(trainer, script, spec: dict, cell_start: float):
             """Step 0 is the same greedy evaluation of the same model in every cell that shares ``base_eval``:
             the first cell runs it, the others read it (marked ``shared``)."""
             shared = Path(spec["base_eval"]) if spec.get("base_eval") and step == 0 else None
-            if shared is not None and shared.is_file():
-                row = json.loads(shared.read_text(encoding="utf-8"))
-                self.evals.append(dict(row, train_seconds=0.0, wall_seconds=time.perf_counter() - cell_start,
-                                       eval_seconds=0.0, shared=True))
-                print(f"[experiment] step 0: test Acc. {row['test_acc']:.1f} (shared base evaluation {shared})",
-                      flush=True)
+            if shared is None:
+                self._evaluate(step)
                 return
-            self._evaluate(step)
-            if shared is not None:
+            from filelock import FileLock
+
+            shared.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(shared) + ".lock"):  # cells started together (--jobs): one evaluates, the others wait
+                if shared.is_file():
+                    row = json.loads(shared.read_text(encoding="utf-8"))
+                    self.evals.append(dict(row, train_seconds=0.0, wall_seconds=time.perf_counter() - cell_start,
+                                           eval_seconds=0.0, shared=True))
+                    print(f"[experiment] step 0: test Acc. {row['test_acc']:.1f} (shared base evaluation {shared})",
+                          flush=True)
+                    return
+                self._evaluate(step)
                 atomic_write_json(shared, self.evals[-1])
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -564,17 +570,30 @@ def _log_event(exp: Experiment, **event) -> None:
         f.write(json.dumps({"time": time.time(), **event}) + "\n")
 
 
-def _launch_cell(cell_dir: Path) -> int:
-    """Run ``python -m skill_sd_trl.experiment run-cell`` with output to the cell's log; its exit status."""
+def _start_cell(cell_dir: Path, threads: int | None = None) -> subprocess.Popen:
+    """Start ``python -m skill_sd_trl.experiment run-cell`` with its output going to the cell's log.
+
+    ``threads``: the torch/OpenMP threads of the cell (``--jobs`` splits the cores between concurrent cells, so that
+    two cells never fight over one core); ``None`` keeps the environment's setting.
+    """
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     env.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    with open(cell_dir / CELL_LOG, "w", encoding="utf-8") as log:
-        proc = subprocess.run([sys.executable, "-m", "skill_sd_trl.experiment", "run-cell", str(cell_dir)],
-                              stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
-    return proc.returncode
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    with open(cell_dir / CELL_LOG, "w", encoding="utf-8") as log:  # the child keeps its own handle
+        return subprocess.Popen([sys.executable, "-m", "skill_sd_trl.experiment", "run-cell", str(cell_dir)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def cell_threads(jobs: int, environ=os.environ, cpus: int | None = None) -> int | None:
+    """Threads per cell when ``jobs`` cells run at once: the cores split evenly (at least one each); ``None`` (keep
+    the environment's) for one job at a time or when ``OMP_NUM_THREADS`` is set explicitly."""
+    if jobs <= 1 or environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, (cpus or os.cpu_count() or 1) // jobs)
 
 
 def _prepare_models(exp: Experiment, methods) -> None:
@@ -590,8 +609,11 @@ def _prepare_models(exp: Experiment, methods) -> None:
 
 
 def run_matrix(exp: Experiment, methods: list[str], seeds: list[int], level_seeds: list[int],
-               force: bool = False) -> list[tuple[str, int, int]]:
-    """Run every unfinished cell, one process each; returns the failed cells (the others' results are on disk)."""
+               force: bool = False, jobs: int = 1) -> list[tuple[str, int, int]]:
+    """Run every unfinished cell, one process each and up to ``jobs`` at a time; returns the failed cells (the others'
+    results are on disk)."""
+    if jobs < 1:
+        raise ExperimentConfigError(f"--jobs: must be a positive integer, got {jobs}")
     validate_cells(exp, methods, seeds, level_seeds)
     cells = [(m, s, lv) for m in methods for s in seeds for lv in level_seeds]
     todo = [c for c in cells if force or not (exp.cell_dir(*c) / RESULT_FILE).exists()]
@@ -601,36 +623,58 @@ def run_matrix(exp: Experiment, methods: list[str], seeds: list[int], level_seed
             check_fingerprint(exp, *cell, stored)
     if todo:
         _prepare_models(exp, [c[0] for c in todo])
-    failed = []
+    threads = cell_threads(jobs)
+    queue = []
     for i, (method, seed, level_seed) in enumerate(cells, 1):
-        name = f"{method} seed {seed} levels {level_seed}"
+        name = f"[{i}/{len(cells)}] {method} seed {seed} levels {level_seed}"
         if (method, seed, level_seed) not in todo:
-            print(f"[{i}/{len(cells)}] {name}: finished earlier, skipped", flush=True)
+            print(f"{name}: finished earlier, skipped", flush=True)
             _log_event(exp, event="skip", method=method, seed=seed, level_seed=level_seed)
-            continue
-        cell_dir = exp.cell_dir(method, seed, level_seed)
-        for stale in (cell_dir / RESULT_FILE, cell_dir / "run"):  # a killed or forced cell starts clean
-            if stale.is_dir():
-                shutil.rmtree(stale)
-            elif stale.exists():
-                stale.unlink()
-        cell_dir = _write_cell_spec(exp, method, seed, level_seed)
-        print(f"[{i}/{len(cells)}] {name}: training {exp.max_steps} steps (log: {cell_dir / CELL_LOG})", flush=True)
-        _log_event(exp, event="run", method=method, seed=seed, level_seed=level_seed)
-        start = time.perf_counter()
-        code = _launch_cell(cell_dir)
-        if code != 0 or not (cell_dir / RESULT_FILE).exists():
-            tail = (cell_dir / CELL_LOG).read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
-            print(f"[{i}/{len(cells)}] {name}: FAILED (exit status {code}); last lines of {cell_dir / CELL_LOG}:\n  "
-                  + "\n  ".join(tail), file=sys.stderr, flush=True)
-            _log_event(exp, event="fail", method=method, seed=seed, level_seed=level_seed, code=code)
-            failed.append((method, seed, level_seed))
-            continue
-        final = json.loads((cell_dir / RESULT_FILE).read_text(encoding="utf-8"))["final"]
-        print(f"[{i}/{len(cells)}] {name}: done in {time.perf_counter() - start:.1f} s, test Acc. "
-              f"{final['test_acc']:.1f}, Comp. {final['test_comp']:.1f}", flush=True)
-        _log_event(exp, event="done", method=method, seed=seed, level_seed=level_seed)
+        else:
+            queue.append((name, (method, seed, level_seed)))
+    failed, running = [], []
+    while queue or running:
+        while queue and len(running) < jobs:
+            name, cell = queue.pop(0)
+            running.append((name, cell, _start(exp, name, cell, threads), time.perf_counter()))
+        time.sleep(0.2)
+        for entry in [r for r in running if r[2].poll() is not None]:
+            running.remove(entry)
+            if not _finish(exp, *entry):
+                failed.append(entry[1])
     return failed
+
+
+def _start(exp: Experiment, name: str, cell: tuple[str, int, int], threads: int | None) -> subprocess.Popen:
+    cell_dir = exp.cell_dir(*cell)
+    for stale in (cell_dir / RESULT_FILE, cell_dir / "run"):  # a killed or forced cell starts clean
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    cell_dir = _write_cell_spec(exp, *cell)
+    print(f"{name}: training {exp.max_steps} steps (log: {cell_dir / CELL_LOG})", flush=True)
+    method, seed, level_seed = cell
+    _log_event(exp, event="run", method=method, seed=seed, level_seed=level_seed)
+    return _start_cell(cell_dir, threads)
+
+
+def _finish(exp: Experiment, name: str, cell: tuple[str, int, int], proc: subprocess.Popen, start: float) -> bool:
+    """Report a cell whose process ended; False when it failed."""
+    method, seed, level_seed = cell
+    cell_dir = exp.cell_dir(*cell)
+    code = proc.returncode
+    if code != 0 or not (cell_dir / RESULT_FILE).exists():
+        tail = (cell_dir / CELL_LOG).read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        print(f"{name}: FAILED (exit status {code}); last lines of {cell_dir / CELL_LOG}:\n  " + "\n  ".join(tail),
+              file=sys.stderr, flush=True)
+        _log_event(exp, event="fail", method=method, seed=seed, level_seed=level_seed, code=code)
+        return False
+    final = json.loads((cell_dir / RESULT_FILE).read_text(encoding="utf-8"))["final"]
+    print(f"{name}: done in {time.perf_counter() - start:.1f} s, test Acc. {final['test_acc']:.1f}, Comp. "
+          f"{final['test_comp']:.1f}", flush=True)
+    _log_event(exp, event="done", method=method, seed=seed, level_seed=level_seed)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -898,6 +942,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, help="Override the config's eval_every.")
     p.add_argument("--aggregate-only", action="store_true", help="Train nothing: aggregate the finished cells.")
     p.add_argument("--force", action="store_true", help="Re-run selected cells even if they have a result.")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="Cells trained at once (default 1); the cores are split between them (OMP_NUM_THREADS).")
     return p
 
 
@@ -950,9 +996,9 @@ def experiment_main(argv: list[str]) -> int:
         methods, seeds, level_seeds = _select(exp, a)
         if a.cell:
             method, seed, level_seed = _parse_cell(exp, a.cell, level_seeds)
-            failed = run_matrix(exp, [method], [seed], [level_seed], force=a.force)
+            failed = run_matrix(exp, [method], [seed], [level_seed], force=a.force, jobs=a.jobs)
             return 1 if failed else 0
-        failed = [] if a.aggregate_only else run_matrix(exp, methods, seeds, level_seeds, force=a.force)
+        failed = [] if a.aggregate_only else run_matrix(exp, methods, seeds, level_seeds, force=a.force, jobs=a.jobs)
         aggregate(exp, methods, seeds, level_seeds)
     except ExperimentConfigError as e:
         raise SystemExit(f"error: {e}") from None

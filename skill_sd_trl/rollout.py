@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from trl.models.utils import unwrap_model_for_generation
 
 from .envs.base import RolloutLimits, TextEnv
 from .prompts import append_to_last_message, prompt_text, task_id_of
 from .trajectory import Trajectory, Turn
+from .turn_cache import TurnCache
 
 STOP_REASONS = ("solved", "done", "max_turns", "invalid_output", "context_full", "env_error")
 
@@ -43,9 +45,13 @@ class _Episode:
 
 
 class GenerationBackend(Protocol):
-    """What the episode loop needs from a model: the trainer's sampler during training, a plain model in eval."""
+    """What the episode loop needs from a model: the trainer's sampler during training, a plain model in eval.
+
+    ``reset()`` is called before each batch of episodes (a backend that keeps state between turns drops it)."""
 
     eos_token_ids: set[int]
+
+    def reset(self) -> None: ...
 
     def tokenize_prompt(self, prompt: Any) -> list[int]: ...
 
@@ -57,21 +63,41 @@ class GenerationBackend(Protocol):
 
 
 class TrainerBackend:
-    """Samples with the trainer's own backend (transformers generate, or TRL's vLLM colocate/server)."""
+    """Samples with the trainer's own backend: TRL's vLLM colocate/server generation, or ``transformers`` generate
+    with the trainer's generation config — keeping each episode's KV cache between turns (:class:`TurnCache`) unless
+    ``kv_cache`` is off, in which case TRL's own single-turn generation re-encodes every context each turn."""
 
-    def __init__(self, trainer):
+    def __init__(self, trainer, kv_cache: bool = True):
         self.trainer = trainer
         self.eos_token_ids = set(trainer.eos_token_ids)
         self._observations = ChatObservations(
             trainer.processing_class, trainer.chat_template, getattr(trainer, "chat_template_kwargs", {})
         )
+        plain = not getattr(trainer, "use_vllm", False) and not getattr(trainer, "use_transformers_continuous_batching",
+                                                                         False)
+        self._turns = TurnCache(trainer._tokenizer.pad_token_id, self.eos_token_ids) if kv_cache and plain else None
+
+    def reset(self):
+        if self._turns is not None:
+            self._turns.reset()
 
     def tokenize_prompt(self, prompt):
         return list(self.trainer._tokenize_prompts([prompt])[0][0])
 
     def generate(self, contexts, max_new_tokens):
-        with _max_new_tokens(self.trainer, max_new_tokens):
-            return self.trainer._generate_single_turn(contexts, None, {}, num_generations=1)
+        if self._turns is None:
+            with _max_new_tokens(self.trainer, max_new_tokens):
+                return self.trainer._generate_single_turn(contexts, None, {}, num_generations=1)
+        t = self.trainer
+        with (  # as GRPOTrainer._generate_single_turn's transformers path
+            unwrap_model_for_generation(t.model_wrapped, t.accelerator,
+                                        gather_deepspeed3_params=t.args.ds3_gather_for_generation,
+                                        generation_kwargs=t.generation_kwargs,
+                                        gradient_checkpointing_kwargs=t.args.gradient_checkpointing_kwargs) as model,
+            t._dist.summon_full_params(t.model_wrapped, recurse=False),
+        ):
+            return self._turns.generate(model, contexts, generation_config=t.generation_config,
+                                        max_new_tokens=max_new_tokens), None
 
     def decode(self, ids):
         return self.trainer.processing_class.decode(ids, skip_special_tokens=True)
@@ -81,15 +107,25 @@ class TrainerBackend:
 
 
 class ModelBackend:
-    """Generates with a plain `transformers` model (evaluation, or any use outside a trainer)."""
+    """Generates with a plain `transformers` model (evaluation, or any use outside a trainer), keeping each episode's
+    KV cache between turns (:class:`TurnCache`) unless ``kv_cache`` is off."""
 
-    def __init__(self, model, tokenizer, do_sample: bool = False, temperature: float = 1.0, chat_template_kwargs=None):
+    def __init__(self, model, tokenizer, do_sample: bool = False, temperature: float = 1.0, chat_template_kwargs=None,
+                 kv_cache: bool = True):
         self.model, self.tokenizer = model, tokenizer
         self.do_sample, self.temperature = do_sample, temperature
         self.chat_template_kwargs = chat_template_kwargs or {}
         eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else tokenizer.eos_token_id
         self.eos_token_ids = set(eos if isinstance(eos, list) else [eos])
         self._observations = ChatObservations(tokenizer, None, self.chat_template_kwargs)
+        self._turns = TurnCache(self._pad_id(), self.eos_token_ids) if kv_cache else None
+
+    def reset(self):
+        if self._turns is not None:
+            self._turns.reset()
+
+    def _pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_token_ids)
 
     def tokenize_prompt(self, prompt):
         if isinstance(prompt, str):
@@ -99,14 +135,18 @@ class ModelBackend:
 
     @torch.no_grad()
     def generate(self, contexts, max_new_tokens):
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else next(iter(self.eos_token_ids))
+        sampling = dict(do_sample=True, temperature=self.temperature) if self.do_sample else dict(do_sample=False)
+        eos = sorted(self.eos_token_ids)
+        if self._turns is not None:
+            return self._turns.generate(self.model, contexts, max_new_tokens=max_new_tokens, eos_token_id=eos,
+                                        **sampling), None
+        pad_id = self._pad_id()
         width = max(len(c) for c in contexts)
         device = next(self.model.parameters()).device
         ids = torch.tensor([[pad_id] * (width - len(c)) + list(c) for c in contexts], device=device)
         mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], device=device)
-        sampling = dict(do_sample=True, temperature=self.temperature) if self.do_sample else dict(do_sample=False)
         out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
-                                  eos_token_id=sorted(self.eos_token_ids), **sampling)[:, width:].tolist()
+                                  eos_token_id=eos, **sampling)[:, width:].tolist()
         completions = []
         for row in out:
             end = next((i for i, t in enumerate(row) if t in self.eos_token_ids), None)
@@ -157,6 +197,7 @@ def play_episodes(prompts: list, rows: Sequence[Mapping[str, Any]], backend: Gen
     Returns the episodes (token ids, env masks, logprobs) and their `Trajectory` records as dicts.
     """
     episodes = [_start(prompt, row, backend, env_factory) for prompt, row in zip(prompts, rows, strict=True)]
+    backend.reset()
     for turn in range(limits.max_turns):
         active = [e for e in episodes if e.stop_reason is None]
         if not active:
@@ -258,6 +299,9 @@ class MultiTurnRollout:
         env_factory: builds a fresh environment (called once per episode; ``close()`` is called at the end).
         limits: turn / token limits.
         env_name: the name used in metrics (``env/<name>/...``) and trajectories; defaults to the env's ``name``.
+        kv_cache: with ``transformers`` generation (no vLLM), keep each episode's KV cache between turns and encode
+            each group's prompt once (:class:`~skill_sd_trl.turn_cache.TurnCache`); off: TRL's single-turn
+            generation re-encodes every context each turn. The same sampling distribution either way.
 
     Each environment is ``reset`` with its dataset row, which TRL's ``rollout_func(prompts, trainer)`` does not
     pass: the trainer hands the batch's rows over explicitly with :meth:`bind` and plays the returned
@@ -266,10 +310,12 @@ class MultiTurnRollout:
     ``env_completion`` (for reward functions, see ``skill_sd_trl.rewards``).
     """
 
-    def __init__(self, env_factory: Callable[[], TextEnv], limits: RolloutLimits | None = None, env_name: str | None = None):
+    def __init__(self, env_factory: Callable[[], TextEnv], limits: RolloutLimits | None = None, env_name: str | None = None,
+                 kv_cache: bool = True):
         self.env_factory = env_factory
         self.limits = limits or RolloutLimits()
         self.env_name = env_name
+        self.kv_cache = kv_cache
         self._backends: dict[int, TrainerBackend] = {}
 
     def bind(self, rows: Sequence[Mapping[str, Any]]) -> BoundRollout:
@@ -283,7 +329,8 @@ class MultiTurnRollout:
         )
 
     def backend(self, trainer) -> TrainerBackend:
-        return self._backends.get(id(trainer)) or self._backends.setdefault(id(trainer), TrainerBackend(trainer))
+        return self._backends.get(id(trainer)) or self._backends.setdefault(id(trainer),
+                                                                           TrainerBackend(trainer, self.kv_cache))
 
 
 @dataclass

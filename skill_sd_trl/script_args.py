@@ -62,6 +62,11 @@ class SkillSDScriptArguments(EnvArguments):
     bank_capacity: int = field(default=8, metadata={"help": "Skills kept per task."})
     ucb_c: float = field(default=1.0, metadata={"help": "UCB1 exploration constant c."})
     bank_path: str | None = field(default=None, metadata={"help": "A skill bank JSON to start from."})
+    rollout_kv_cache: bool = field(
+        default=True,
+        metadata={"help": "With transformers generation (no vLLM): keep each episode's KV cache between turns and encode "
+                          "each group's prompt once; false: re-encode every context each turn (TRL's own sampler)."},
+    )
     eval_only: bool = field(
         default=False, metadata={"help": "Skip training: evaluate the model as it is (the base-model row of the table)."}
     )

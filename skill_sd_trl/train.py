@@ -39,7 +39,8 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
                               "attn_implementation": model_args.attn_implementation, "dtype": model_args.dtype,
                               **(args.model_init_kwargs or {})}
 
-    rollout = MultiTurnRollout(spec.env_factory(options), script.limits(), env_name=spec.name)
+    rollout = MultiTurnRollout(spec.env_factory(options), script.limits(), env_name=spec.name,
+                               kv_cache=script.rollout_kv_cache)
     reward = {"env": rewards.env_reward, "success": rewards.success_reward, "completion": rewards.completion_reward}
 
     bank = None

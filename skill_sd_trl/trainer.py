@@ -36,7 +36,8 @@ from .rollout import episode_metrics
 from .sdl_metrics import rollout_success, sdl_metrics
 from .skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
 from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher  # noqa: F401  (re-exported)
-from .teacher_scoring import score_padded, score_shared_prompts
+from .shared_prompts import shared_prompt_pass
+from .teacher_scoring import score_teacher
 from .trajectory import Trajectory, Turn
 
 logger = logging.getLogger(__name__)
@@ -215,20 +216,15 @@ class SkillSDTrainer(GRPOTrainer):
         """log π_T of ``output``'s completion ids under ``teacher_prompts``, aligned with ``completion_ids``."""
         prompt_ids = [list(ids) for ids in self._tokenize_prompts(teacher_prompts)[0]]
         completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
+        batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
         with self.teacher.activated() as teacher_model, disable_gradient_checkpointing(
             teacher_model, self.args.gradient_checkpointing_kwargs
         ):
-            if self.args.teacher_prompt_cache:
-                logps = score_shared_prompts(teacher_model, prompt_ids, completion_ids, completion_mask,
-                                             self._get_per_token_logps_and_entropies, self.accelerator.autocast)
-            else:
-                batch_size = (self.args.per_device_train_batch_size if mode == "train"
-                              else self.args.per_device_eval_batch_size)
-                logps = score_padded(teacher_model, prompt_ids, completion_ids, completion_mask,
-                                     self._get_per_token_logps_and_entropies, self._tokenizer.pad_token_id, batch_size)
+            logps = score_teacher(teacher_model, prompt_ids, completion_ids, completion_mask,
+                                  super()._get_per_token_logps_and_entropies, self.accelerator.autocast,
+                                  self._tokenizer.pad_token_id, batch_size, self.args.teacher_prompt_cache)
         mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
-        logps = logps.float()
-        logps, bad = sanitize_logps(torch.where(mask.bool(), logps, torch.zeros_like(logps)))
+        logps, bad = sanitize_logps(torch.where(mask.bool(), logps.float(), torch.zeros_like(logps, dtype=torch.float)))
         self._nonfinite_teacher_logps += bad
         return logps
 
@@ -286,8 +282,16 @@ class SkillSDTrainer(GRPOTrainer):
     # ------------------------------------------------------------------------------------------------------------
     # Loss
     # ------------------------------------------------------------------------------------------------------------
-    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
-        result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **multimodal):
+        result = None  # the group's prompt encoded once when it can be (text only), else the parent's padded pass
+        if self.args.student_prompt_cache and not compute_aux_loss and all(v is None for v in multimodal.values()):
+            result = shared_prompt_pass(model, input_ids, attention_mask, logits_to_keep, compute_entropy,
+                                        self.accelerator.autocast)
+        if result is None:
+            result = super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                                batch_size, compute_entropy, compute_aux_loss,
+                                                                **multimodal)
         if self._capture_student_logps:
             self._captured_student_logps = result[0]
         return result
@@ -307,12 +311,9 @@ class SkillSDTrainer(GRPOTrainer):
                 "needs updating for this TRL version."
             )
         sdl_loss = self._sdl_loss(student_logps, inputs)
-        loss = sdl_loss * self.args.sdl_coef
-        if self.args.grpo_coef != 0:
-            loss = loss + (grpo_loss if self.args.grpo_coef == 1 else self.args.grpo_coef * grpo_loss)
-        else:
-            loss = loss + 0.0 * grpo_loss  # keep the parent's graph (and its metrics) without its gradient
-        return loss
+        # grpo_coef = 0 (vanilla OPD) keeps the parent's graph and metrics, without its gradient
+        grpo_term = grpo_loss if self.args.grpo_coef == 1 else self.args.grpo_coef * grpo_loss
+        return sdl_loss * self.args.sdl_coef + grpo_term
 
     def _sdl_loss(self, student_logps: torch.Tensor, inputs: dict) -> torch.Tensor:
         """λ-free L_SDL of a micro-batch, normalized over tokens and for gradient accumulation like the parent."""

@@ -28,7 +28,7 @@ from typing import Any
 from . import models as _models
 
 #: Bump when the warm-start procedure changes: the cache key changes with it.
-WARM_START_FORMAT = 1
+WARM_START_FORMAT = 2
 WARM_START_INFO = "warm_start.json"
 
 
@@ -65,10 +65,14 @@ class WarmStart:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def key(self, base_path: str) -> str:
-        """Fingerprint of the recipe, the procedure and the base folder (a re-converted base gets a new key)."""
+        """Fingerprint of the recipe, the procedure, the presets it draws from and excludes (a resized preset excludes
+        other boards) and the base folder (a re-converted base gets a new key)."""
+        from .envs.sokoban.dataset import _resolve_preset
+
         recipe = {k: v for k, v in asdict(self).items() if k != "extra"}
-        payload = json.dumps({"format": WARM_START_FORMAT, "recipe": recipe, "base": Path(base_path).name},
-                             sort_keys=True, default=list)
+        presets = {name: asdict(_resolve_preset(name)) for name in {self.env_preset, *self.exclude_presets}}
+        payload = json.dumps({"format": WARM_START_FORMAT, "recipe": recipe, "presets": presets,
+                              "base": Path(base_path).name}, sort_keys=True, default=list)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
 
 

@@ -25,7 +25,9 @@ def _trainer(model_path, tmp_path, dataset, limits=None, **overrides):
         args=config(tmp_path, **overrides),
         train_dataset=dataset,
         peft_config=lora(),
-        rollout_func=MultiTurnRollout(lambda: SokobanEnv(), limits or RolloutLimits(max_turns=12, max_new_tokens_per_turn=24)),
+        # kv_cache off: the scripted policy replaces TRL's single-turn sampler, which the cached path does not call
+        rollout_func=MultiTurnRollout(lambda: SokobanEnv(), limits or RolloutLimits(max_turns=12, max_new_tokens_per_turn=24),
+                                      kv_cache=False),
     )
 
 

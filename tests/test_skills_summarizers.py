@@ -84,13 +84,20 @@ def test_experience_summarizer_reads_events_only_through_the_environment_vocabul
 def test_experience_golden_workflow_is_shortest_success_across_calls():
     summ = sokoban_summarizer()
     first = parse_skill(summ.summarize([win6(), loser()]))
+    # Sokoban's vocabulary writes the solution as the answer that plays it (what its teacher model can act on)
     assert first.golden_workflow == (
         "Shortest solution seen so far (6 actions, reward 11.50, from step 1):\n"
-        "1. Up x2\n2. Left\n3. Down x2\n4. Right"
+        "<answer>Up || Up || Left || Down || Down || Right</answer>"
     )
     second = parse_skill(summ.summarize([win4()]))
     assert second.golden_workflow == (
-        "Shortest solution seen so far (4 actions, reward 11.70, from step 2):\n1. Left x2\n2. Up\n3. Right"
+        "Shortest solution seen so far (4 actions, reward 11.70, from step 2):\n<answer>Left || Left || Up || Right</answer>"
+    )
+    # without an answer syntax (an environment that declares none) the steps are numbered, repeats folded
+    generic = parse_skill(ExperienceSummarizer().summarize([win6()]))
+    assert generic.golden_workflow == (
+        "Shortest solution seen so far (6 actions, reward 11.50, from step 1):\n"
+        "1. Up x2\n2. Left\n3. Down x2\n4. Right"
     )
     third = parse_skill(summ.summarize([win6(), loser()]))  # a longer win does not replace the remembered one
     assert third.golden_workflow == second.golden_workflow
@@ -209,7 +216,8 @@ def test_experience_focus_describes_that_trajectory_with_the_group_as_contrast()
     assert "dead corner" in m and "1 time(s), first at turn 3 after 'Left'" in m
     assert "This episode ended without solving the task: max_steps." in m and "episode(s)" not in m
     # golden workflow: the shortest success of the task, a contrast winner's included, even for the first focus
-    workflow = "Shortest solution seen so far (4 actions, reward 11.70, from step 2):\n1. Left x2\n2. Up\n3. Right"
+    workflow = ("Shortest solution seen so far (4 actions, reward 11.70, from step 2):\n"
+                "<answer>Left || Left || Up || Right</answer>")
     assert s6.golden_workflow == s_lose.golden_workflow == s4.golden_workflow == workflow
     mem = summ.memory("lvl-1")
     assert (mem.episodes, mem.successes) == (3, 2)  # each trajectory counted once, not once per call

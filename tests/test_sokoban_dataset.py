@@ -26,7 +26,7 @@ COLUMNS = {"prompt", "task_id", "level", "ground_truth", "solution_length", "env
 def test_presets_match_the_paper_and_cpu_settings():
     paper, small, tiny = PRESETS["paper"], PRESETS["small"], PRESETS["tiny"]
     assert (paper.dim, paper.num_boxes, paper.max_steps, paper.num_train, paper.num_test) == ((6, 6), 2, 40, 96, 64)
-    assert (small.dim, small.num_boxes, small.max_steps, small.num_train, small.num_test) == ((6, 6), 1, 20, 32, 16)
+    assert (small.dim, small.num_boxes, small.max_steps, small.num_train, small.num_test) == ((6, 6), 1, 20, 64, 64)
     assert (tiny.num_boxes, tiny.max_solution_length, tiny.num_train, tiny.num_test) == (1, 4, 8, 8)
     short = PRESETS["short"]  # the CPU learning experiment: small room, 2-3 move solutions, 32 test levels
     assert (short.dim, short.num_boxes, short.max_steps, short.num_train, short.num_test) == ((6, 6), 1, 20, 64, 32)

@@ -272,3 +272,42 @@ def test_lenient_actions_play_direction_words_with_a_format_penalty():
     exact = SokobanEnv(lenient_actions=True)
     exact.reset({"level": xsb})
     assert exact.step("<answer>Right</answer>").reward == pytest.approx(10.9)
+
+
+def test_relative_positions_give_each_box_and_target_offset_from_the_player():
+    from skill_sd_trl.envs.sokoban.render import relative_positions
+
+    # player (2,1); boxes (2,2) and (3,3); targets (2,3) and (2,5)
+    assert relative_positions(SCRIPTED) == "Box: 1 right; 1 down 2 right. Target: 2 right; 4 right."
+    assert relative_positions("#####\n#.$@#\n#####") == "Box: 1 left. Target: 2 left."
+    assert relative_positions("####\n#+ #\n# $#\n####") == "Box: 1 down 1 right. Target: here."
+    # the offsets are a faithful reading of the board: walking them from the player lands on the objects
+    for seed in range(20):
+        level = generate_level(f"offsets/{seed}", (6, 6), 1, min_solution_length=2, max_solution_length=6)
+        text = relative_positions(level)
+        box_text = text.split(". Target: ")[0].removeprefix("Box: ")
+        row, col = level.player
+        for word, count in zip(box_text.split()[1::2], map(int, box_text.split()[0::2])):
+            dr, dc = {"down": (1, 0), "up": (-1, 0), "right": (0, 1), "left": (0, -1)}[word]
+            row, col = row + count * dr, col + count * dc
+        assert (row, col) in level.boxes
+
+
+def test_compact_observations_show_the_board_as_the_compact_prompt_does():
+    from skill_sd_trl.envs.sokoban import make_sokoban_dataset
+    from skill_sd_trl.envs.sokoban.render import relative_positions
+
+    row = make_sokoban_dataset("short", "test", seed=0, prompt_style="compact")[0]
+    env = SokobanEnv(prompt_style="compact")
+    env.reset(row)
+    before = row["prompt"][1]["content"].splitlines()
+    assert before[:6] == render(row["level"]).splitlines()
+    assert before[6] == relative_positions(row["level"]) and before[7] == "Steps left: 20."
+    result = env.step("<answer>Up</answer>")
+    lines = result.observation.splitlines()
+    assert lines[0].startswith("Moves applied: Up.")
+    assert lines[1:7] == render(env.level).splitlines()  # the board after the move, drawn as in the prompt
+    assert lines[7] == relative_positions(env.level) and lines[8] == "Steps left: 19."
+    assert lines[7] != before[6]  # the offsets moved with the player
+    with pytest.raises(ValueError, match="`prompt_style` must be one of"):
+        SokobanEnv(prompt_style="terse")

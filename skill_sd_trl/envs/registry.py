@@ -55,7 +55,8 @@ def _sokoban() -> EnvSpec:
         return make_sokoban_dataset(preset, split=split, seed=seed, prompt_style=prompt_style or "full")
 
     return EnvSpec("sokoban", make_dataset, SokobanEnv, "train", "test", max_turns=10, max_new_tokens_per_turn=48,
-                   dataset_options=("preset", "seed", "prompt_style"), env_options=("reward_mode", "lenient_actions"),
+                   dataset_options=("preset", "seed", "prompt_style"),
+                   env_options=("reward_mode", "lenient_actions", "prompt_style"),
                    summary_prompt=summary.SUMMARY_PROMPT, events=summary.EVENTS)
 
 

@@ -489,7 +489,7 @@ class ExperienceSummarizer(Summarizer):
         return [a for turn in turns for a in turn_actions(turn)]
 
     # -- the three fields -------------------------------------------------------------------------------------
-    def _golden_workflow(self, mem: TaskMemory) -> str:
+    def _golden_workflow(self, mem: TaskMemory, vocab: EventVocabulary) -> str:
         budget = self.max_field_chars
         if mem.best_success_actions is not None:
             head = (
@@ -498,6 +498,10 @@ class ExperienceSummarizer(Summarizer):
             )
             if not mem.best_success_actions:
                 return head + "\n1. (the task was solved without any action)"
+            if vocab.answer_syntax is not None:  # the answer that plays it, as the agent writes answers
+                answer = vocab.answer_syntax(mem.best_success_actions)
+                if len(head) + 1 + len(answer) <= budget:
+                    return head + "\n" + answer
             return head + "\n" + _numbered(_run_length(mem.best_success_actions), budget - len(head))
         head = (
             f"No episode has solved this task yet ({mem.episodes} seen). Best attempt so far (completion "
@@ -664,7 +668,7 @@ class ExperienceSummarizer(Summarizer):
                 skill = {
                     "success_analysis": self._success_analysis(trajectories, mem, vocab),
                     "mistake_analysis": self._mistake_analysis(trajectories, vocab),
-                    "golden_workflow": self._golden_workflow(mem),
+                    "golden_workflow": self._golden_workflow(mem, vocab),
                 }
             else:
                 contrast = contrast_of(trajectories, focus)
@@ -673,7 +677,7 @@ class ExperienceSummarizer(Summarizer):
                 skill = {
                     "success_analysis": self._focus_analysis(focus, contrast, mem, vocab),
                     "mistake_analysis": self._mistake_analysis([focus], vocab, single=True),
-                    "golden_workflow": self._golden_workflow(mem),
+                    "golden_workflow": self._golden_workflow(mem, vocab),
                 }
         assert tuple(skill) == SKILL_KEYS
         return json.dumps(skill, ensure_ascii=False, indent=2)

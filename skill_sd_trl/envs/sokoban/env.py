@@ -21,7 +21,7 @@ from typing import Any
 
 from ..base import EpisodeScore, StepResult, TextEnv
 from .level import Level
-from .render import ANSWER_FORMAT, ANSWER_HELP, parse_actions, render
+from .render import ANSWER_FORMAT, ANSWER_HELP, PROMPT_STYLES, parse_actions, relative_positions, render
 from .rules import BOX_OFF_TARGET, BOX_ON_TARGET, SOLVED, WALL_BUMP, move
 
 INVALID_ACTION = "invalid_action"
@@ -43,6 +43,8 @@ class SokobanEnv(TextEnv):
             ``None`` means only the step budget limits a turn.
         lenient_actions: for very small models: when a turn is not in the action grammar, play the direction words
             it contains anyway, charging the format penalty (event ``"lenient_parse"``); the exact grammar pays more.
+        prompt_style: how observations show the board, matching the dataset's prompt (``"full"``: the board and the
+            boxes on targets; ``"compact"``: the board and the boxes' and targets' offsets from the player).
         step_penalty, box_on_target_reward, box_off_target_penalty, solve_reward: the shaping numbers.
     """
 
@@ -56,6 +58,7 @@ class SokobanEnv(TextEnv):
         format_penalty: float | None = None,
         max_actions_per_turn: int | None = None,
         lenient_actions: bool = False,
+        prompt_style: str = "full",
         *,
         step_penalty: float = -0.1,
         box_on_target_reward: float = 1.0,
@@ -64,6 +67,8 @@ class SokobanEnv(TextEnv):
     ):
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"`reward_mode` must be one of {REWARD_MODES}, got {reward_mode!r}.")
+        if prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"`prompt_style` must be one of {PROMPT_STYLES}, got {prompt_style!r}.")
         _check_positive("max_steps", max_steps)
         if max_actions_per_turn is not None:
             _check_positive("max_actions_per_turn", max_actions_per_turn)
@@ -72,6 +77,7 @@ class SokobanEnv(TextEnv):
         self.format_penalty = (-0.1 if reward_mode == "shaped" else 0.0) if format_penalty is None else format_penalty
         self.max_actions_per_turn = max_actions_per_turn
         self.lenient_actions = lenient_actions
+        self.prompt_style = prompt_style
         self.step_penalty = step_penalty
         self.box_on_target_reward = box_on_target_reward
         self.box_off_target_penalty = box_off_target_penalty
@@ -240,6 +246,8 @@ class SokobanEnv(TextEnv):
         return " ".join(parts)
 
     def _observation(self, note: str, level: Level) -> str:
+        if self.prompt_style == "compact":  # the same board text as the compact prompt (dataset.build_prompt)
+            return f"{note}\n{render(level)}\n{relative_positions(level)}\nSteps left: {self.steps_left}."
         return (
             f"{note}\n{render(level)}\nBoxes on targets: {level.boxes_on_target}/{level.num_boxes}. "
             f"Steps left: {self.steps_left}."

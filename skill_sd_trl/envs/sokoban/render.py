@@ -41,6 +41,10 @@ ANSWER_HELP = (
     f"for example {ANSWER_FORMAT}."
 )
 
+#: ``full``: the rules spelled out and the bare board; ``compact``: the same facts in few tokens, and the board followed
+#: by :func:`relative_positions` (CPU runs with small models: see :func:`relative_positions`).
+PROMPT_STYLES = ("full", "compact")
+
 # A real answer is a few dozen characters; anything far longer is not a move list worth scanning.
 MAX_ANSWER_CHARS = 20_000
 
@@ -56,6 +60,30 @@ def render(level_or_state: Level | str, *, sep: str = "") -> str:
     for r in range(level.height):
         rows.append(sep.join(_symbol(level, (r, c)) for c in range(level.width)))
     return "\n".join(rows)
+
+
+def relative_positions(level_or_state: Level | str) -> str:
+    """Where each box and target lies as seen from the player, in cells: ``"Box: 1 down 1 left. Target: 2 down 1
+    left."`` (several are joined by ``;``; one on the player's own cell is ``here``).
+
+    A reading aid of the compact prompt, shown under the board. The board alone is hard for a small model: the
+    tokenizer merges runs of equal cells (``____`` is one SmolLM2 token), so columns are not aligned token by token.
+    Measured on 2 CPU cores (docs/benchmarks.md): SmolLM2-135M fine-tuned on optimal demonstrations with the board
+    alone, or with absolute (row, column) coordinates, still answered every board alike after 40 steps of 16;
+    with these offsets it solved 18 of 32 held-out levels after 20 steps.
+    """
+    level = as_level(level_or_state)
+    pr, pc = level.player
+
+    def offset(cell: tuple[int, int]) -> str:
+        dr, dc = cell[0] - pr, cell[1] - pc
+        parts = [f"{abs(dr)} {'down' if dr > 0 else 'up'}"] if dr else []
+        parts += [f"{abs(dc)} {'right' if dc > 0 else 'left'}"] if dc else []
+        return " ".join(parts) or "here"
+
+    boxes = "; ".join(offset(c) for c in sorted(level.boxes))
+    targets = "; ".join(offset(c) for c in sorted(level.targets))
+    return f"Box: {boxes}. Target: {targets}."
 
 
 def _symbol(level: Level, cell: tuple[int, int]) -> str:

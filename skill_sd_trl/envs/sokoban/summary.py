@@ -6,6 +6,7 @@ from __future__ import annotations
 from ...skills.events import EventVocabulary
 from ...skills.prompts import COMMON_RULES, SummaryPrompt
 from .env import ACTIONS_TRUNCATED
+from .render import format_actions
 from .rules import BOX_IN_DEAD_CORNER, BOX_OFF_TARGET, BOX_ON_TARGET, SOLVED, WALL_BUMP
 
 SOKOBAN_SYSTEM = (
@@ -29,10 +30,16 @@ Write the skill as JSON in this form:
 
 SUMMARY_PROMPT = SummaryPrompt(user=SOKOBAN_USER, system=SOKOBAN_SYSTEM)
 
+def answer_syntax(actions) -> str:
+    """A move list as the agent answers it: ``<answer>Up || Left</answer>``."""
+    return f"<answer>{format_actions(actions)}</answer>"
+
+
 #: Tags of ``rules.move`` and ``SokobanEnv`` turns. Mistakes are listed most harmful first, each with what happened
 #: and how to avoid it.
 EVENTS = EventVocabulary(
     progress=frozenset({BOX_ON_TARGET, SOLVED}),
+    answer_syntax=answer_syntax,
     mistakes={
         BOX_IN_DEAD_CORNER: (
             "A box was pushed into a dead corner (a corner that is not a target: the box can never be moved out "

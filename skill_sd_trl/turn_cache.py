@@ -1,0 +1,109 @@
+"""Multi-turn sampling with ``transformers`` ``generate`` that keeps each episode's KV cache from one turn to the next.
+
+The episode loop (:func:`~skill_sd_trl.rollout.play_episodes`) hands the sampler every episode's whole context each
+turn: the prompt, the model's earlier answers and the environment's observations. Plain ``generate`` encodes all of
+it again every turn, and the G rollouts of a task encode the same prompt G times. On a CPU this prefill is about as
+costly as the tokens sampled (docs/benchmarks.md). :class:`TurnCache` instead
+
+- encodes each distinct prompt once on the first turn and shares its cache between the rows that use it;
+- keeps the cache after sampling, and on the next turn feeds only what each context added since (the last sampled
+  token, the observation), dropping the rows of finished episodes.
+
+A row's cache may hold columns that are not part of its context (the padding after an early end of answer, the
+left padding of shorter rows); they stay masked out, and positions come from the attention mask, so each token sees
+exactly its context at the same positions as in a fresh encoding: the same distribution, with the prefill paid once.
+Whenever a context does not extend what the cache holds (a new batch, an answer cut shorter than it was sampled),
+everything is encoded afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+class TurnCache:
+    """The KV cache of one batch of episodes between turns, and the generation that uses it."""
+
+    def __init__(self, pad_token_id: int, eos_token_ids: Iterable[int]):
+        self.pad_token_id = int(pad_token_id)
+        self.eos_token_ids = sorted(set(int(t) for t in eos_token_ids))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the cached batch (weights changed, or a new batch starts)."""
+        self._cache = None
+        self._ids: torch.Tensor | None = None  # the token ids of the cache's columns, per row
+        self._mask: torch.Tensor | None = None  # 1 where a column is part of the row's context
+        self._held: list[list[int]] = []  # per row: its context tokens that the cache holds
+
+    @torch.no_grad()
+    def generate(self, model, contexts: list[list[int]], **generate_kwargs) -> list[list[int]]:
+        """Sample one answer per context with ``model.generate(**generate_kwargs)``; each answer ends at its first EOS
+        (included) or at the length limit."""
+        device = next(model.parameters()).device
+        rows = self._rows_extended_by(contexts)
+        if rows is None:
+            ids, mask, cache = self._fresh(model, contexts, device)
+        else:
+            ids, mask, cache = self._extend(contexts, rows, device)
+        out = model.generate(input_ids=ids, attention_mask=mask, cache=cache, return_dict_in_generate=True,
+                             pad_token_id=self.pad_token_id, **generate_kwargs)
+        width = ids.size(1)
+        new = out.sequences[:, width:]
+        is_eos = torch.isin(new, torch.tensor(self.eos_token_ids, device=new.device))
+        ends = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full_like(is_eos[:, 0], new.size(1), dtype=torch.long))
+        new_mask = (torch.arange(new.size(1), device=new.device)[None, :] <= ends[:, None]).to(mask.dtype)
+        answers = [row[: int(end) + 1].tolist() for row, end in zip(new, ends, strict=True)]
+        # generate computed the cache of every column but the last sampled one
+        self._cache = out.cache
+        self._ids = out.sequences[:, :-1]
+        self._mask = torch.cat([mask, new_mask], dim=1)[:, :-1]
+        self._held = [row[m.bool()].tolist() for row, m in zip(self._ids, self._mask, strict=True)]
+        return answers
+
+    # ---------------------------------------------------------------------------------------------------------------
+    def _rows_extended_by(self, contexts: list[list[int]]) -> list[int] | None:
+        """For each context, the cached row it extends (in order, as episodes only drop out), or None."""
+        if self._cache is None:
+            return None
+        rows, start = [], 0
+        for context in contexts:
+            match = next((r for r in range(start, len(self._held))
+                          if len(context) > len(self._held[r]) and context[: len(self._held[r])] == self._held[r]), None)
+            if match is None:
+                return None
+            rows.append(match)
+            start = match + 1
+        return rows
+
+    def _fresh(self, model, contexts: list[list[int]], device):
+        """Left-padded contexts; each distinct one's cache (all but its last token) computed once and shared."""
+        distinct = list(dict.fromkeys(tuple(c) for c in contexts))
+        width = max(len(c) for c in distinct)
+        ids = torch.tensor([[self.pad_token_id] * (width - len(c)) + list(c) for c in distinct], device=device)
+        mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in distinct], device=device)
+        index = torch.tensor([distinct.index(tuple(c)) for c in contexts], device=device)
+        cache = None
+        if width >= 2:
+            positions = (mask.cumsum(1) - 1).clamp(min=0)
+            cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                          use_cache=True, logits_to_keep=1).cache
+            if len(distinct) != len(contexts) or not torch.equal(index, torch.arange(len(contexts), device=device)):
+                cache.batch_select_indices(index)
+        return ids[index], mask[index], cache
+
+    def _extend(self, contexts: list[list[int]], rows: list[int], device):
+        """The kept rows' cached columns followed by what each context added, left-padded among themselves."""
+        index = torch.tensor(rows, device=self._ids.device)
+        cache = self._cache
+        if rows != list(range(len(self._held))):
+            cache.batch_select_indices(index)
+        added = [context[len(self._held[r]):] for context, r in zip(contexts, rows, strict=True)]
+        width = max(len(a) for a in added)
+        seg = torch.tensor([[self.pad_token_id] * (width - len(a)) + a for a in added], device=device)
+        seg_mask = torch.tensor([[0] * (width - len(a)) + [1] * len(a) for a in added], device=device)
+        ids = torch.cat([self._ids[index].to(device), seg], dim=1)
+        mask = torch.cat([self._mask[index].to(device), seg_mask.to(self._mask.dtype)], dim=1)
+        return ids, mask, cache

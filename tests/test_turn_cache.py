@@ -1,0 +1,99 @@
+"""TurnCache (skill_sd_trl/turn_cache.py): multi-turn sampling that keeps each episode's KV cache between turns samples
+what plain generation samples, and encodes only what each context added."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from skill_sd_trl.turn_cache import TurnCache
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tiny_model_path):
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32).eval(), \
+        AutoTokenizer.from_pretrained(tiny_model_path)
+
+
+def _plain(model, contexts, n, pad, eos):
+    """What the episode loop got before: every context left-padded and encoded from scratch."""
+    width = max(map(len, contexts))
+    ids = torch.tensor([[pad] * (width - len(c)) + c for c in contexts])
+    mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts])
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=False, pad_token_id=pad,
+                         eos_token_id=eos)[:, width:].tolist()
+    return [r[: next((i for i, t in enumerate(r) if t in eos), len(r) - 1) + 1] for r in out]
+
+
+class ForwardSpy:
+    """Counts the token columns each forward of the model reads."""
+
+    def __init__(self, model):
+        self.widths = []
+        self.handle = model.model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs):
+        self.widths.append(kwargs["input_ids"].shape[1])
+
+
+def test_three_turns_with_early_ends_and_finished_episodes_sample_what_plain_generation_samples(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    pad = tok.pad_token_id
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in ("hello there, how are you", "a b")]
+    contexts = [prompts[0]] * 3 + [prompts[1]] * 2  # two groups sharing a prompt each, different lengths
+    # an end-of-answer token the tiny random model emits mid-answer in some rows only, so answers end unevenly
+    probe = _plain(model, contexts, 6, pad, [])
+    eos = [next(t for row in probe for t in row[1:4] if any(t not in r for r in probe))]
+    cache = TurnCache(pad, eos)
+    plain_ctx, cached_ctx = [list(c) for c in contexts], [list(c) for c in contexts]
+    lengths = set()
+    for turn in range(3):
+        expected = _plain(model, plain_ctx, 6, pad, eos)
+        got = cache.generate(model, cached_ctx, max_new_tokens=6, do_sample=False, eos_token_id=eos)
+        assert got == expected, turn
+        lengths |= {len(a) for a in got}
+        observations = [tok(f" seen {turn}" * (i + 1), add_special_tokens=False)["input_ids"]
+                        for i in range(len(got))]
+        keep = [i for i in range(len(got)) if i != turn]  # one episode finishes each turn
+        plain_ctx = [plain_ctx[i] + expected[i] + observations[i] for i in keep]
+        cached_ctx = [cached_ctx[i] + got[i] + observations[i] for i in keep]
+    assert len(lengths) > 1  # some answers ended early (EOS), others ran to the limit
+
+
+def test_prompts_are_encoded_once_and_later_turns_read_only_what_was_added(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    pad, eos = tok.pad_token_id, [tok.eos_token_id]
+    prompt = tok("one shared prompt of several tokens", add_special_tokens=False)["input_ids"]
+    cache = TurnCache(pad, eos)
+    spy = ForwardSpy(model)
+    try:
+        first = cache.generate(model, [prompt] * 4, max_new_tokens=3, do_sample=False, eos_token_id=eos)
+        assert spy.widths[0] == len(prompt) - 1  # one prefill for the group, not four
+        assert spy.widths[1] == 1  # then only the prompt's last token, once per row, for the first sampled token
+        spy.widths.clear()
+        added = tok(" and an observation", add_special_tokens=False)["input_ids"]
+        contexts = [prompt + a + added for a in first]
+        new_per_row = [len(c) - len(held) for c, held in zip(contexts, cache._held)]
+        # the cache holds each row's prompt and answer but the last sampled token (never fed back by generate)
+        assert all(n in (len(added), len(added) + 1) for n in new_per_row)
+        cache.generate(model, contexts, max_new_tokens=3, do_sample=False, eos_token_id=eos)
+        # the next turn reads only what each context added, not the whole context again
+        assert spy.widths[0] == max(new_per_row) < len(contexts[0])
+    finally:
+        spy.handle.remove()
+
+
+def test_a_context_that_does_not_extend_the_cache_is_encoded_afresh(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    pad, eos = tok.pad_token_id, [tok.eos_token_id]
+    cache = TurnCache(pad, eos)
+    a = tok("first batch", add_special_tokens=False)["input_ids"]
+    b = tok("another batch entirely", add_special_tokens=False)["input_ids"]
+    cache.generate(model, [a, a], max_new_tokens=4, do_sample=False, eos_token_id=eos)
+    assert cache._rows_extended_by([b, b]) is None  # a new batch: nothing to reuse
+    got = cache.generate(model, [b, b], max_new_tokens=4, do_sample=False, eos_token_id=eos)
+    assert got == _plain(model, [b, b], 4, pad, eos)
+    cut = [b + got[0][:1]]  # an answer kept shorter than sampled: the cache holds more than this context
+    assert cache._rows_extended_by(cut + cut) is None
+    cache.reset()
+    assert cache._rows_extended_by([a]) is None
