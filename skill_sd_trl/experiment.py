@@ -993,6 +993,8 @@ def experiment_main(argv: list[str]) -> int:
                 if value < 1:
                     raise ExperimentConfigError(f"{flag}: must be a positive integer, got {value}")
                 setattr(exp, name, value)
+        if a.jobs < 1:
+            raise ExperimentConfigError(f"--jobs: must be a positive integer, got {a.jobs}")
         methods, seeds, level_seeds = _select(exp, a)
         if a.cell:
             method, seed, level_seed = _parse_cell(exp, a.cell, level_seeds)

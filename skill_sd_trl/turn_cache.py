@@ -18,6 +18,7 @@ everything is encoded afresh.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import torch
@@ -48,8 +49,15 @@ class TurnCache:
             ids, mask, cache = self._fresh(model, contexts, device)
         else:
             ids, mask, cache = self._extend(contexts, rows, device)
-        out = model.generate(input_ids=ids, attention_mask=mask, cache=cache, return_dict_in_generate=True,
-                             pad_token_id=self.pad_token_id, **generate_kwargs)
+        settings = dict(return_dict_in_generate=True, pad_token_id=self.pad_token_id)
+        config = generate_kwargs.pop("generation_config", None)
+        if config is not None:  # one config object, not a config plus loose parameters (deprecated in transformers)
+            config = copy.deepcopy(config)
+            config.update(**settings, **generate_kwargs)
+            settings = {"generation_config": config}
+        else:
+            settings.update(generate_kwargs)
+        out = model.generate(input_ids=ids, attention_mask=mask, cache=cache, **settings)
         width = ids.size(1)
         new = out.sequences[:, width:]
         is_eos = torch.isin(new, torch.tensor(self.eos_token_ids, device=new.device))

@@ -63,10 +63,13 @@ def test_eval_with_a_train_recipe_uses_its_environment_levels_and_limits(monkeyp
     (label, kw), = calls
     assert label == tiny_model_path and kw["env"] == "sokoban"
     # the recipe's environment (recipes/sokoban/skill_sd_cpu.yaml), the flag over the recipe
-    assert kw["env_options"] == {"preset": "small", "seed": 0, "server_url": None, "reward_mode": None,
+    import yaml
+
+    recipe = yaml.safe_load(open(RECIPE, encoding="utf-8"))
+    assert kw["env_options"] == {"preset": recipe["env_preset"], "seed": 0, "server_url": None, "reward_mode": None,
                                  "lenient_actions": True, "prompt_style": "compact"}
-    assert (kw["limits"].max_turns, kw["limits"].max_new_tokens_per_turn) == (2, 24)
-    assert kw["max_samples"] == 16 and kw["completion_budget"] == 512  # max_eval_samples, max_completion_length
+    assert (kw["limits"].max_turns, kw["limits"].max_new_tokens_per_turn) == (2, recipe["max_new_tokens_per_turn"])
+    assert (kw["max_samples"], kw["completion_budget"]) == (recipe["max_eval_samples"], recipe["max_completion_length"])
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -307,3 +307,27 @@ def test_fingerprint_ignores_what_a_cell_never_uses(tmp_path):
     stored["recipe"]["learning_rate"] = 1.0  # this one changes the result
     with pytest.raises(ExperimentConfigError, match="differs in: learning_rate"):
         check_fingerprint(exp, "grpo", 0, 0, stored)
+
+
+def test_jobs_run_cells_at_once_and_they_share_one_base_evaluation(tmp_path, tiny_model_path):
+    config = tiny_config(tmp_path, tiny_model_path, seeds=[0])
+    out = tmp_path / "out"
+    assert main(["experiment", "--config", str(config), "--jobs", "2"]) == 0
+    starts = [e for e in events(out) if e["event"] == "run"]
+    finishes = [e for e in events(out) if e["event"] == "done"]
+    assert len(starts) == len(finishes) == 2
+    assert max(e["time"] for e in starts) < min(e["time"] for e in finishes)  # both started before either ended
+    bases = [result(out, m, 0)["evals"][0] for m in METHODS]
+    assert sorted(bool(b.get("shared")) for b in bases) == [False, True]  # one evaluated, the other waited and read
+    assert bases[0]["test_acc"] == bases[1]["test_acc"]
+    assert len(list((out / ex.BASE_EVALS_DIR).glob("*.json"))) == 1
+
+
+def test_cell_threads_split_the_cores_unless_the_thread_count_is_set():
+    assert ex.cell_threads(1, environ={}, cpus=2) is None
+    assert ex.cell_threads(2, environ={}, cpus=2) == 1
+    assert ex.cell_threads(3, environ={}, cpus=8) == 2
+    assert ex.cell_threads(4, environ={}, cpus=2) == 1
+    assert ex.cell_threads(2, environ={"OMP_NUM_THREADS": "1"}, cpus=8) is None
+    with pytest.raises(SystemExit, match="--jobs: must be a positive integer"):
+        main(["experiment", "--config", str(SHIPPED), "--jobs", "0", "--aggregate-only"])

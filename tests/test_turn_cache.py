@@ -97,3 +97,21 @@ def test_a_context_that_does_not_extend_the_cache_is_encoded_afresh(model_and_to
     assert cache._rows_extended_by(cut + cut) is None
     cache.reset()
     assert cache._rows_extended_by([a]) is None
+
+
+def test_a_generation_config_is_merged_not_passed_beside_loose_parameters(model_and_tokenizer):
+    """The trainer hands its GenerationConfig; transformers deprecates a config plus loose parameters."""
+    import warnings
+
+    from transformers import GenerationConfig
+
+    model, tok = model_and_tokenizer
+    pad, eos = tok.pad_token_id, [tok.eos_token_id]
+    prompt = tok("configured generation", add_special_tokens=False)["input_ids"]
+    config = GenerationConfig(do_sample=False, max_new_tokens=9, eos_token_id=eos)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = TurnCache(pad, eos).generate(model, [prompt, prompt], generation_config=config, max_new_tokens=4)
+    assert not [w for w in caught if "deprecated" in str(w.message)]
+    assert got == _plain(model, [prompt, prompt], 4, pad, eos)  # the explicit max_new_tokens wins over the config's
+    assert config.max_new_tokens == 9  # the caller's config is left as it was
