@@ -401,6 +401,24 @@ def peak_memory() -> dict[str, float | None]:
     return {"peak_rss_mb": rss, "peak_gpu_mb": gpu}
 
 
+def machine_info() -> dict[str, Any]:
+    """What a cell's timings depend on: CPU model, torch's CPU kernel level, core count and GPU (if any)."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                 if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpus": os.cpu_count(),
+            "gpu": gpu}
+
+
 def _make_curve_callback(trainer, script, spec: dict, cell_start: float):
     """A TrainerCallback: greedy test (and train-task) evaluation at step 0 and every ``eval_every`` steps, timed."""
     from transformers import TrainerCallback
@@ -547,6 +565,7 @@ def run_cell(cell_dir: str | os.PathLike) -> dict:
         "peak_memory_mb": memory["peak_gpu_mb"] if memory["peak_gpu_mb"] is not None else memory["peak_rss_mb"],
         "memory_kind": "gpu_allocated" if memory["peak_gpu_mb"] is not None else "rss",
         "recipe": json.loads(json.dumps(_read_yaml(recipe_path), default=str)),
+        "machine": machine_info(),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
                      "python": sys.version.split()[0]},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -821,9 +840,21 @@ def table_notes(exp: Experiment, summary: dict, cells: list[dict], missing) -> s
         f"Ratios: mean over the method's cells divided by the mean over the reference's cells (step time: training "
         f"seconds per optimizer step, evaluation excluded; memory: peak {'/'.join(kinds)} of the cell's process).",
     ]
+    machines = sorted({json.dumps(c["machine"], sort_keys=True) for c in cells if c.get("machine")})
+    if len(machines) > 1:
+        described = "; ".join(_describe_machine(json.loads(m)) for m in machines)
+        notes.append(f"The cells ran on {len(machines)} different machines ({described}): step-time ratios compare "
+                     "timings across machines; Acc. is comparable.")
+    elif machines:
+        notes.append(f"Machine: {_describe_machine(json.loads(machines[0]))}.")
     if missing:
         notes.append(f"Missing cells (not run or failed): {', '.join(f'{m}:{s}:{lv}' for m, s, lv in missing)}.")
     return "\n".join(f"- {n}" for n in notes)
+
+
+def _describe_machine(m: dict) -> str:
+    return f"{m.get('cpu')}, {m.get('cpus')} cores, torch CPU kernels {m.get('cpu_capability')}" + (
+        f", GPU {m['gpu']}" if m.get("gpu") else "")
 
 
 def write_curves(exp: Experiment, summary: dict, output_dir: Path) -> list[Path]:

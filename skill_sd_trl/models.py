@@ -252,6 +252,34 @@ def load_model_and_tokenizer(
     return model, tokenizer
 
 
+# CPU flags whose presence gives torch native bfloat16/float16 matmul kernels; without them it falls back to a reference
+# loop that is about 50x slower than float32 (measured on an AVX2-only AMD EPYC, docs/benchmarks.md).
+_HALF_PRECISION_CPU_FLAGS = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
+
+
+def half_precision_cpu_warning(dtype: Any, cpuinfo: str | None = None) -> str | None:
+    """A warning when ``dtype`` is bfloat16/float16 and this CPU has no native kernels for it, else ``None``.
+
+    Args:
+        dtype: the recipe's ``dtype`` (a string or a ``torch.dtype``).
+        cpuinfo: the text of ``/proc/cpuinfo`` (read when ``None``); where it cannot be read nothing is claimed.
+    """
+    name = str(dtype).removeprefix("torch.")
+    flags = _HALF_PRECISION_CPU_FLAGS.get(name)
+    if flags is None:
+        return None
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    present = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    if not present or any(flag in present for flag in flags):
+        return None
+    return (f"dtype: {name} on a CPU without {' or '.join(flags)}: torch's {name} matmuls then run a reference "
+            f"loop about 50x slower than float32. Set `dtype: float32` in the recipe for CPU training.")
+
+
 def cache_root() -> Path:
     """Folder holding converted models: ``$SKILL_SD_TRL_CACHE``, else ``$XDG_CACHE_HOME/skill_sd_trl/models``."""
     explicit = os.environ.get(CACHE_ENV_VAR)

@@ -39,6 +39,13 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
                               "attn_implementation": model_args.attn_implementation, "dtype": model_args.dtype,
                               **(args.model_init_kwargs or {})}
 
+    if args.use_cpu or not _cuda_available():
+        from .models import half_precision_cpu_warning
+
+        warning = half_precision_cpu_warning(model_args.dtype)
+        if warning:
+            logger.warning(warning)
+
     rollout = MultiTurnRollout(spec.env_factory(options), script.limits(), env_name=spec.name,
                                kv_cache=script.rollout_kv_cache)
     reward = {"env": rewards.env_reward, "success": rewards.success_reward, "completion": rewards.completion_reward}
@@ -242,3 +249,9 @@ class _NoSkills:
 def recipe_dict(script, args, model_args) -> dict:
     """The effective configuration (for logs and the model card)."""
     return {"script": asdict(script), "model": asdict(model_args), "training": args.to_dict()}
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -93,6 +93,7 @@ def test_each_cell_records_curves_timing_memory_and_trainer_logs(matrix):
             assert r["peak_rss_mb"] > 50 and r["peak_memory_mb"] == r["peak_rss_mb"] and r["memory_kind"] == "rss"
             assert r["final"] == {k: r["evals"][-1][k] for k in r["final"]}
             assert all("loss" in s["log"] for s in r["steps"])
+            assert r["machine"] == ex.machine_info()  # what the timings depend on (all cells ran here)
     sd = result(matrix["out"], "skill_sd", 0)
     # step 1 waited for its skills (summarizer_wait): step 2's teacher had one, so the diagnostics were logged
     assert sd["steps"][1]["log"]["skills/coverage"] > 0 and "teacher/logp_gap" in sd["steps"][1]["log"]
@@ -170,6 +171,17 @@ def test_table_equals_statistics_of_the_cell_files(matrix):
     base = [c["evals"][0]["test_acc"] for m in METHODS for c in cells[m]]
     assert rows["base model (step 0)"][:2] == ["4", _fmt(base)]
     assert "sample standard deviation (ddof=1)" in (out / ex.TABLE_FILE).read_text()
+    assert f"- Machine: {ex.machine_info()['cpu']}" in table
+
+
+def test_table_notes_say_when_cells_ran_on_different_machines(matrix):
+    exp = ex.load_experiment(matrix["config"])
+    cells = [result(matrix["out"], m, s) for m in METHODS for s in SEEDS]
+    summary = ex.summarize(exp, cells, METHODS)
+    cells[0]["machine"] = dict(cells[0]["machine"], cpu="Other CPU", cpu_capability="AVX512")
+    notes = ex.table_notes(exp, summary, cells, [])
+    assert "ran on 2 different machines" in notes and "Other CPU, " in notes and "kernels AVX512" in notes
+    assert "- Machine:" not in notes
 
 
 def test_curves_are_png(matrix):

@@ -307,3 +307,15 @@ def test_real_model_chats_coherently(smollm2):
     text = tokenizer.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
     assert text.strip(), "greedy completion is empty"
     assert "4" in text, text  # SmolLM2-135M-Instruct answers "The answer to this classic math problem is 4."
+
+
+def test_half_precision_on_a_cpu_without_native_kernels_is_warned_with_the_fix():
+    avx2 = "processor : 0\nflags : fpu sse sse2 avx avx2 fma\n"
+    bf16 = "processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n"
+    message = models.half_precision_cpu_warning("bfloat16", cpuinfo=avx2)
+    assert "dtype: bfloat16" in message and "avx512_bf16 or amx_bf16" in message and "`dtype: float32`" in message
+    assert "avx512_fp16" in models.half_precision_cpu_warning("torch.float16", cpuinfo=avx2)
+    assert models.half_precision_cpu_warning("bfloat16", cpuinfo=bf16) is None  # native kernels: no warning
+    assert models.half_precision_cpu_warning("float32", cpuinfo=avx2) is None
+    assert models.half_precision_cpu_warning("auto", cpuinfo=avx2) is None
+    assert models.half_precision_cpu_warning("bfloat16", cpuinfo="no flags line here") is None  # unknown: no claim
