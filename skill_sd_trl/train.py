@@ -32,6 +32,8 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
     if script.max_train_samples is not None:
         train_dataset = train_dataset.select(range(min(script.max_train_samples, len(train_dataset))))
 
+    _check_enough_tasks(len(train_dataset), args)
+
     model_path = _model_path(script, model_args, args.output_dir)
     # As trl/scripts/grpo.py: the model is loaded by the trainer from `model_init_kwargs` and the quantization config,
     # so revision, trust_remote_code, attention, dtype and 4/8-bit loading all take effect.
@@ -255,3 +257,15 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _check_enough_tasks(num_tasks: int, args: SkillSDConfig) -> None:
+    """A training set smaller than one optimizer step's tasks would train zero steps without a word: refuse it."""
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    tasks_per_step = max(1, per_step // args.num_generations)
+    if num_tasks < tasks_per_step:
+        raise ValueError(
+            f"max_train_samples: {num_tasks} training task(s), but one optimizer step takes {tasks_per_step} "
+            f"(per_device_train_batch_size {args.per_device_train_batch_size} x gradient_accumulation_steps "
+            f"{args.gradient_accumulation_steps} x {args.world_size} process(es) / num_generations "
+            f"{args.num_generations}). Raise max_train_samples or lower per_device_train_batch_size.")

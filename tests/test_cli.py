@@ -18,6 +18,7 @@ def trained_run(tmp_path_factory, tiny_model_path):
     code = main(["train", "--config", RECIPE, "--tiny_model", "true", "--output_dir",
                  str(out), "--max_steps", "2", "--max_train_samples", "1", "--max_turns", "2",
                  "--max_new_tokens_per_turn", "4", "--evaluate_after_training", "false",
+                 "--per_device_train_batch_size", "4", "--num_generations", "4",
                  "--summarizer_wait", "30"])  # step 2 sees step 1's skills: the SDL curves exist
     assert code == 0
     return out
@@ -217,6 +218,14 @@ def test_clear_errors(tmp_path, capsys):
         from skill_sd_trl.envs.registry import get_env_spec
 
         get_env_spec("chess")
+
+
+def test_a_training_set_smaller_than_one_step_is_refused_naming_the_fields(tmp_path):
+    with pytest.raises(ValueError, match=r"max_train_samples: 1 training task\(s\), but one optimizer step takes 2 "
+                                         r"\(per_device_train_batch_size 16 .* num_generations 8\)\. Raise"):
+        main(["train", "--config", RECIPE, "--tiny_model", "true", "--output_dir", str(tmp_path / "run"),
+              "--max_steps", "1", "--max_train_samples", "1"])
+    assert not (tmp_path / "run" / "adapter_model.safetensors").exists()
 
 
 def test_summarizer_prompt_override_from_recipe_reaches_the_llm_summarizer(tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ def tiny_config(folder: Path, model: str, **changes) -> Path:
     data = {
         "base_recipe": str(BASE_RECIPE),
         "overrides": {"model_name_or_path": model, "env_preset": "tiny", "max_train_samples": 1, "max_turns": 2,
-                      "max_new_tokens_per_turn": 4},
+                      "max_new_tokens_per_turn": 4, "per_device_train_batch_size": 4, "num_generations": 4},
         "methods": {"grpo": {"sdl_coef": 0.0, "skill_source": "none"},
                     "skill_sd": {"sdl_coef": 0.001, "skill_source": "bank"}},
         "seeds": list(SEEDS), "level_seeds": [0], "max_steps": 2, "eval_every": 1,
