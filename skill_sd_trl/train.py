@@ -32,6 +32,13 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
     if script.max_train_samples is not None:
         train_dataset = train_dataset.select(range(min(script.max_train_samples, len(train_dataset))))
 
+    if args.use_cpu or not _cuda_available():
+        from .models import half_precision_cpu_warning
+
+        warning = half_precision_cpu_warning(model_args.dtype)
+        if warning:
+            logger.warning(warning)
+
     _check_enough_tasks(len(train_dataset), args)
 
     model_path = _model_path(script, model_args, args.output_dir)
@@ -40,13 +47,6 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
     args.model_init_kwargs = {"revision": model_args.model_revision, "trust_remote_code": args.trust_remote_code,
                               "attn_implementation": model_args.attn_implementation, "dtype": model_args.dtype,
                               **(args.model_init_kwargs or {})}
-
-    if args.use_cpu or not _cuda_available():
-        from .models import half_precision_cpu_warning
-
-        warning = half_precision_cpu_warning(model_args.dtype)
-        if warning:
-            logger.warning(warning)
 
     rollout = MultiTurnRollout(spec.env_factory(options), script.limits(), env_name=spec.name,
                                kv_cache=script.rollout_kv_cache)

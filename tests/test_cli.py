@@ -228,6 +228,23 @@ def test_a_training_set_smaller_than_one_step_is_refused_naming_the_fields(tmp_p
     assert not (tmp_path / "run" / "adapter_model.safetensors").exists()
 
 
+def test_train_warns_about_bfloat16_on_a_cpu_without_its_kernels(tmp_path, monkeypatch, caplog):
+    from skill_sd_trl import models
+
+    real = models.half_precision_cpu_warning
+    monkeypatch.setattr(models, "half_precision_cpu_warning",
+                        lambda dtype: real(dtype, cpuinfo="flags : fpu avx2\n"))  # an AVX2-only CPU
+    args = ["train", "--config", RECIPE, "--tiny_model", "true", "--output_dir", str(tmp_path / "run"),
+            "--max_steps", "1", "--max_train_samples", "1"]  # stops at the (later) training-set check
+    with caplog.at_level("WARNING", logger="skill_sd_trl.train"), pytest.raises(ValueError, match="max_train_samples"):
+        main(args + ["--dtype", "bfloat16"])
+    assert "dtype: bfloat16 on a CPU without avx512_bf16 or amx_bf16" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="skill_sd_trl.train"), pytest.raises(ValueError, match="max_train_samples"):
+        main(args)  # the recipe's float32: no warning
+    assert "on a CPU without" not in caplog.text
+
+
 def test_summarizer_prompt_override_from_recipe_reaches_the_llm_summarizer(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     from skill_sd_trl.script_args import SkillSDScriptArguments
