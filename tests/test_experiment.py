@@ -343,3 +343,15 @@ def test_cell_threads_split_the_cores_unless_the_thread_count_is_set():
     assert ex.cell_threads(2, environ={"OMP_NUM_THREADS": "1"}, cpus=8) is None
     with pytest.raises(SystemExit, match="--jobs: must be a positive integer"):
         main(["experiment", "--config", str(SHIPPED), "--jobs", "0", "--aggregate-only"])
+
+
+def test_committed_cells_match_the_shipped_experiment():
+    """bench/results holds finished cells of the shipped CPU experiment: changing the experiment must not leave them
+    silently stale (the runner would refuse them; this says so at once, in CI)."""
+    exp = ex.load_experiment(SHIPPED)
+    results = sorted((ROOT / "bench" / "results" / "sokoban_cpu" / "cells").glob("*/*/result.json"))
+    assert exp.output_dir == Path("bench/results/sokoban_cpu") and results  # relative to the repository root
+    for path in results:
+        r = json.loads(path.read_text())
+        ex.check_fingerprint(exp, r["method"], r["seed"], r["level_seed"], r["fingerprint"])
+        assert r["final"]["step"] == exp.max_steps and r["machine"]["cpus"] >= 1
