@@ -196,7 +196,8 @@ def test_paper_scale_recipes_report_to_trackio_and_a_run_can_log_to_tensorboard(
     out = tmp_path / "tb"
     assert main(["train", "--config", RECIPE, "--tiny_model", "true", "--output_dir", str(out), "--max_steps", "1",
                  "--max_train_samples", "1", "--max_turns", "1", "--max_new_tokens_per_turn", "4",
-                 "--evaluate_after_training", "false", "--report_to", "tensorboard"]) == 0
+                 "--evaluate_after_training", "false", "--report_to", "tensorboard",
+                 "--per_device_train_batch_size", "4", "--num_generations", "4"]) == 0
     events = list(out.rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
 

@@ -42,7 +42,8 @@ def test_push_to_hub_uploads_adapter_bank_recipe_and_card(tmp_path, monkeypatch)
     out = tmp_path / "run"
     code = main(["train", "--config", str(RECIPE), "--tiny_model", "true", "--output_dir", str(out), "--max_steps", "2",
                  "--max_train_samples", "1", "--max_turns", "2", "--max_new_tokens_per_turn", "4",
-                 "--evaluate_after_training", "false", "--push_to_hub", "true", "--hub_model_id", "me/skill-sd-sokoban"])
+                 "--evaluate_after_training", "false", "--push_to_hub", "true",
+                 "--per_device_train_batch_size", "4", "--num_generations", "4", "--hub_model_id", "me/skill-sd-sokoban"])
     assert code == 0
     assert hub.created == ["me/skill-sd-sokoban"] and hub.uploads[-1] == "me/skill-sd-sokoban"
     repo = tmp_path / "hub" / "me" / "skill-sd-sokoban"

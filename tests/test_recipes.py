@@ -71,15 +71,21 @@ def test_every_recipe_parses_and_states_its_launch_command(recipe):
         assert raw["bf16"] is True and raw["use_vllm"] is (raw.get("rollout_policy") != "teacher")
 
 
+def _tasks_per_step(recipe) -> int:
+    data = yaml.safe_load(recipe.read_text())
+    return max(1, data.get("per_device_train_batch_size", 8) // data.get("num_generations", 8))
+
+
 @pytest.mark.parametrize("recipe", CPU_RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_cpu_recipe_runs_one_step_with_tiny_model(recipe, tmp_path, request):
     out = tmp_path / "run"
     extra = []
     if recipe.parent.name == "appworld":
         extra = ["--env_server_url", ",".join(request.getfixturevalue("appworld_servers"))]
-    # two steps on one task, waiting for step 1's skills: step 2's teacher is conditioned on one
+    # two steps on the tasks of one step (the recipe's own batch shape), waiting for step 1's skills: step 2's
+    # teacher is conditioned on them
     code = main(["train", "--config", str(recipe), "--tiny_model", "true", "--output_dir", str(out), "--max_steps", "2",
-                 "--max_eval_samples", "2", "--max_train_samples", "1", "--max_turns", "2",
+                 "--max_eval_samples", "2", "--max_train_samples", str(_tasks_per_step(recipe)), "--max_turns", "2",
                  "--max_new_tokens_per_turn", "4", "--summarizer_wait", "30", *extra])
     assert code == 0
     results = json.loads((out / "eval_results.json").read_text())

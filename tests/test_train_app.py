@@ -107,7 +107,8 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path, monkeyp
     out = tmp_path / "run"
     argv = ["train", "--config", RECIPE, "--tiny_model", "true", "--output_dir", str(out), "--max_steps", "3",
             "--max_train_samples", "1", "--max_turns", "1", "--max_new_tokens_per_turn", "4",
-            "--evaluate_after_training", "false", "--summarizer_wait", "30"]
+            "--evaluate_after_training", "false", "--summarizer_wait", "30",
+            "--per_device_train_batch_size", "4", "--num_generations", "4"]
     monkeypatch.setattr(train, "GracefulInterrupt", CtrlCDuringStepOne)
     assert main(argv) == 130
     err = capsys.readouterr().err
