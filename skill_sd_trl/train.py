@@ -260,12 +260,15 @@ def _cuda_available() -> bool:
 
 
 def _check_enough_tasks(num_tasks: int, args: SkillSDConfig) -> None:
-    """A training set smaller than one optimizer step's tasks would train zero steps without a word: refuse it."""
-    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    tasks_per_step = max(1, per_step // args.num_generations)
+    """A training set smaller than one generation batch's tasks would train zero steps without a word: refuse it.
+
+    TRL's sampler draws ``generation_batch_size // num_generations`` distinct tasks per generation batch (one optimizer
+    step unless ``steps_per_generation`` says otherwise); ``GRPOConfig.__post_init__`` has already derived it.
+    """
+    tasks_per_step = max(1, args.generation_batch_size // args.num_generations)
     if num_tasks < tasks_per_step:
         raise ValueError(
             f"max_train_samples: {num_tasks} training task(s), but one optimizer step takes {tasks_per_step} "
-            f"(per_device_train_batch_size {args.per_device_train_batch_size} x gradient_accumulation_steps "
-            f"{args.gradient_accumulation_steps} x {args.world_size} process(es) / num_generations "
-            f"{args.num_generations}). Raise max_train_samples or lower per_device_train_batch_size.")
+            f"(per_device_train_batch_size {args.per_device_train_batch_size} x {args.world_size} process(es) x "
+            f"steps_per_generation {args.steps_per_generation} / num_generations {args.num_generations}). "
+            f"Raise max_train_samples or lower per_device_train_batch_size.")
