@@ -745,8 +745,6 @@ def summarize(exp: Experiment, cells: list[dict], methods: list[str]) -> dict:
     ref = exp.reference_method if by_method.get(exp.reference_method) else None
     ref_cells = by_method.get(ref, [])
     ref_final, _ = mean_std([c["final"]["test_acc"] for c in ref_cells])
-    ref_step, _ = mean_std([c["mean_step_seconds"] for c in ref_cells])
-    ref_mem, _ = mean_std([c["peak_memory_mb"] for c in ref_cells])
     base_evals = [c["evals"][0] for c in cells if c["evals"] and c["evals"][0]["step"] == 0]
     summary: dict[str, Any] = {
         "reference_method": ref,
@@ -783,8 +781,9 @@ def summarize(exp: Experiment, cells: list[dict], methods: list[str]) -> dict:
             "steps_to_reference_final_acc": reach,
             "mean_step_seconds": step_mean, "mean_step_seconds_std": step_std,
             "peak_memory_mb": mem_mean, "peak_memory_mb_std": mem_std,
-            "step_time_ratio": step_mean / ref_step if ref_step else None,
-            "peak_memory_ratio": mem_mean / ref_mem if ref_mem else None,
+            "step_time_ratio": same_machine_ratio(mine, ref_cells, "mean_step_seconds"),
+            "peak_memory_ratio": same_machine_ratio(mine, ref_cells, "peak_memory_mb"),
+            "ratio_cells": sum(_machine_key(c) in {_machine_key(r) for r in ref_cells} for c in mine),
             "train_seconds": mean_std([c["train_seconds"] for c in mine])[0],
             "test_acc_curve": curve, "test_comp_curve": _curve(mine, "test_comp"),
             "final_diagnostics": {k: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "n": len(v)}
@@ -792,6 +791,26 @@ def summarize(exp: Experiment, cells: list[dict], methods: list[str]) -> dict:
         }
     summary["reference_final_test_acc"] = ref_final
     return summary
+
+
+def _machine_key(cell: dict) -> str:
+    return json.dumps(cell.get("machine"), sort_keys=True)
+
+
+def same_machine_ratio(cells: list[dict], ref_cells: list[dict], key: str) -> float | None:
+    """Mean over ``cells`` of ``cell[key]`` / the reference's mean on the same machine.
+
+    Cells of one matrix may run sessions apart on different machines (AVX2 vs AVX512 kernels differ ~1.3x in step
+    time), so a ratio across machines would measure the machines; a cell on a machine where the reference has no
+    cell is left out. On one machine this is mean(cells) / mean(reference), as before."""
+    ref_by_machine: dict[str, list[float]] = {}
+    for r in ref_cells:
+        if r.get(key) is not None:
+            ref_by_machine.setdefault(_machine_key(r), []).append(r[key])
+    ratios = [c[key] / mean_std(ref_by_machine[_machine_key(c)])[0] for c in cells
+              if c.get(key) is not None and _machine_key(c) in ref_by_machine
+              and mean_std(ref_by_machine[_machine_key(c)])[0]]
+    return mean_std(ratios)[0]
 
 
 def _ms(name: str, values) -> dict:
@@ -837,14 +856,16 @@ def table_notes(exp: Experiment, summary: dict, cells: list[dict], missing) -> s
         f"± is the sample standard deviation (ddof=1), shown only when n ≥ 2 (n here: {', '.join(map(str, ns))}).",
         "Δ Acc. vs base: mean over cells of (final − step-0) test Acc.; steps to the reference's final Acc.: first "
         "evaluated step where the method's mean curve reaches the reference's final mean.",
-        f"Ratios: mean over the method's cells divided by the mean over the reference's cells (step time: training "
-        f"seconds per optimizer step, evaluation excluded; memory: peak {'/'.join(kinds)} of the cell's process).",
+        f"Ratios: each of the method's cells divided by the mean of the reference's cells on the same machine, "
+        f"averaged over the method's cells (step time: training seconds per optimizer step, evaluation excluded; "
+        f"memory: peak {'/'.join(kinds)} of the cell's process).",
     ]
     machines = sorted({json.dumps(c["machine"], sort_keys=True) for c in cells if c.get("machine")})
     if len(machines) > 1:
         described = "; ".join(_describe_machine(json.loads(m)) for m in machines)
-        notes.append(f"The cells ran on {len(machines)} different machines ({described}): step-time ratios compare "
-                     "timings across machines; Acc. is comparable.")
+        notes.append(f"The cells ran on {len(machines)} different machines ({described}): each step-time and memory "
+                     "ratio compares a cell with the reference's cells on the same machine (a cell on a machine "
+                     "without a reference cell is left out of the ratios); Acc. is comparable.")
     elif machines:
         notes.append(f"Machine: {_describe_machine(json.loads(machines[0]))}.")
     if missing:

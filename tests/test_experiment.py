@@ -224,6 +224,18 @@ def _fake_cell(exp: ex.Experiment, method: str, seed: int, accs: list[float], st
     return cell
 
 
+def test_ratios_compare_cells_only_with_reference_cells_on_the_same_machine():
+    def cell(machine, step, mem):
+        return {"machine": {"cpu": machine, "cpu_capability": "AVX2", "cpus": 2, "gpu": None},
+                "mean_step_seconds": step, "peak_memory_mb": mem}
+    ref = [cell("A", 10.0, 100.0), cell("A", 30.0, 100.0), cell("B", 50.0, 200.0)]
+    mine = [cell("A", 30.0, 150.0), cell("B", 100.0, 200.0), cell("C", 1.0, 1.0)]  # C: no reference cell there
+    # A: 30 / mean(10, 30) = 1.5; B: 100 / 50 = 2.0; C left out. Pooled across machines it would be 131/90 = 1.46.
+    assert ex.same_machine_ratio(mine, ref, "mean_step_seconds") == pytest.approx((1.5 + 2.0) / 2)
+    assert ex.same_machine_ratio(mine, ref, "peak_memory_mb") == pytest.approx((1.5 + 1.0) / 2)
+    assert ex.same_machine_ratio([cell("C", 1.0, 1.0)], ref, "mean_step_seconds") is None
+
+
 def test_aggregation_math_on_known_cells(tmp_path, tiny_model_path, capsys):
     """Hand-made results with distinct numbers: means, sample stds, Δ, steps-to-reach and ratios are exact."""
     config = tiny_config(tmp_path, tiny_model_path, seeds=[0, 1, 2])
