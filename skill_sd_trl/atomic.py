@@ -20,6 +20,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: b
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600; give it the mode a plain open() would (0666 minus the umask), so results and
+        # skill banks stay readable by the group/others the user's umask allows, as before an atomic rewrite.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
             f.flush()
@@ -39,6 +42,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: b
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _umask() -> int:
+    try:  # Linux reports it without changing it, which matters with the skill summarizer's threads writing files
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)  # elsewhere the only way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
