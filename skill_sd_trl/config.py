@@ -156,6 +156,15 @@ class SkillSDConfig(GRPOConfig):
         default="teacher",
         metadata={"help": "Name of the second LoRA adapter that holds the teacher's weights (PEFT models only)."},
     )
+    log_loss_grad_norms: bool = field(
+        default=False,
+        metadata={
+            "help": "Diagnostic: for every training micro-batch with a teacher signal, also log the gradient norm of "
+            "each loss term (grpo_coef·L_GRPO and sdl_coef·L_SDL) over the trainable parameters, their ratio and "
+            "cosine (self_distillation/grad_*). Two extra backward passes per micro-batch; it does not change the "
+            "update. Use it to see whether λ is large enough to move the student at all."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()

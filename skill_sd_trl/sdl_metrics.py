@@ -46,6 +46,31 @@ def sdl_metrics(accelerator, per_token: torch.Tensor, student_logps: torch.Tenso
     return metrics
 
 
+def term_gradient_metrics(parameters, grpo_term: torch.Tensor, sdl_term: torch.Tensor) -> dict[str, float]:
+    """``self_distillation/grad_*``: how large the (weighted) SDL term's gradient is next to the GRPO term's, over
+    the trainable ``parameters``, and how aligned. Both graphs are kept: the caller still backpropagates their sum.
+
+    Norms are this process's (before any all-reduce): the diagnostic is a scale, so one rank's batch is enough.
+    """
+    params = [p for p in parameters if p.requires_grad]
+
+    def flat_grad(term):
+        if not term.requires_grad:
+            return torch.zeros(sum(p.numel() for p in params), device=term.device)
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+                          for g, p in zip(grads, params)])
+
+    g_grpo, g_sdl = flat_grad(grpo_term), flat_grad(sdl_term)
+    grpo_norm, sdl_norm = g_grpo.norm().item(), g_sdl.norm().item()
+    metrics = {"self_distillation/grad_norm": sdl_norm, "self_distillation/grpo_grad_norm": grpo_norm}
+    if grpo_norm > 0:  # no ratio for vanilla OPD (grpo_coef = 0) or a batch whose advantages are all 0
+        metrics["self_distillation/grad_norm_ratio"] = sdl_norm / grpo_norm
+        if sdl_norm > 0:
+            metrics["self_distillation/grad_cosine"] = (g_grpo @ g_sdl).item() / (grpo_norm * sdl_norm)
+    return metrics
+
+
 def rollout_success(inputs: list[dict]) -> torch.Tensor | None:
     """Per row 1 (solved) or 0, when every row's episode record says, for the diagnostics that split the teacher gap
     and the SDL by outcome; ``None`` otherwise."""

@@ -33,7 +33,7 @@ from .losses import sanitize_logps, sdl_per_token
 from .model_card import PAPER, skill_sd_section
 from .prompts import prompt_text, task_id_of
 from .rollout import episode_metrics
-from .sdl_metrics import rollout_success, sdl_metrics
+from .sdl_metrics import rollout_success, sdl_metrics, term_gradient_metrics
 from .skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
 from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher  # noqa: F401  (re-exported)
 from .shared_prompts import shared_prompt_pass
@@ -306,14 +306,14 @@ class SkillSDTrainer(GRPOTrainer):
             self._capture_student_logps = False
         student_logps, self._captured_student_logps = self._captured_student_logps, None
         if student_logps is None:
-            raise RuntimeError(
-                "GRPOTrainer._compute_loss no longer calls _get_per_token_logps_and_entropies; skill-sd-trl's hook "
-                "needs updating for this TRL version."
-            )
-        sdl_loss = self._sdl_loss(student_logps, inputs)
+            raise RuntimeError("GRPOTrainer._compute_loss no longer calls _get_per_token_logps_and_entropies; "
+                               "skill-sd-trl's hook needs updating for this TRL version.")
+        sdl_term = self._sdl_loss(student_logps, inputs) * self.args.sdl_coef
         # grpo_coef = 0 (vanilla OPD) keeps the parent's graph and metrics, without its gradient
         grpo_term = grpo_loss if self.args.grpo_coef == 1 else self.args.grpo_coef * grpo_loss
-        return sdl_loss * self.args.sdl_coef + grpo_term
+        if self.args.log_loss_grad_norms and model.training:  # a diagnostic: two extra backward passes
+            self._log_metrics("train", term_gradient_metrics(model.parameters(), grpo_term, sdl_term))
+        return sdl_term + grpo_term
 
     def _sdl_loss(self, student_logps: torch.Tensor, inputs: dict) -> torch.Tensor:
         """λ-free L_SDL of a micro-batch, normalized over tokens and for gradient accumulation like the parent."""

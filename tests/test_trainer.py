@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from skill_sd_trl import SkillSDConfig, SkillSDTrainer
 from skill_sd_trl.skills.provider import SkillSelection
-from skill_sd_trl.sdl_metrics import sdl_metrics
+from skill_sd_trl.sdl_metrics import sdl_metrics, term_gradient_metrics
 from skill_sd_trl.trainer import TEACHER_META_FILE, TEACHER_STATE_FILE
 
 from _spies import record_teacher_prompts
@@ -499,3 +499,42 @@ def test_the_sdl_term_changes_the_update_relative_to_grpo(tiny_model_path, tmp_p
         updates[coef] = {n: p - before[n] for n, p in _lora_params(tr.model).items()}
     # same seed, same samples, same GRPO gradient: the only difference is λ·∇L_SDL
     assert any(not torch.allclose(updates[0.0][n], updates[0.5][n], atol=1e-7) for n in updates[0.0])
+
+
+def test_term_gradient_metrics_on_hand_made_terms():
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    v = torch.tensor([3.0], requires_grad=True)
+    grpo = (w * torch.tensor([3.0, 4.0])).sum()       # ∇ = (3, 4 | 0): norm 5
+    sdl = 0.5 * (w[0] ** 2) + 2.0 * v.sum()           # ∇ = (1, 0 | 2): norm √5, dot with ∇grpo = 3
+    m = term_gradient_metrics([w, v], grpo, sdl)
+    assert m["self_distillation/grpo_grad_norm"] == pytest.approx(5.0)
+    assert m["self_distillation/grad_norm"] == pytest.approx(math.sqrt(5.0))
+    assert m["self_distillation/grad_norm_ratio"] == pytest.approx(math.sqrt(5.0) / 5.0)
+    assert m["self_distillation/grad_cosine"] == pytest.approx(3.0 / (5.0 * math.sqrt(5.0)))
+    (grpo + sdl).backward()  # the graphs survive for the real backward
+    assert w.grad.tolist() == [4.0, 4.0] and v.grad.tolist() == [2.0]
+    # a term without gradient (vanilla OPD's grpo_coef = 0): norm 0 and no ratio instead of a division by zero
+    m0 = term_gradient_metrics([w, v], 0.0 * (w * 0).sum(), (w ** 2).sum())
+    assert m0["self_distillation/grpo_grad_norm"] == 0.0 and "self_distillation/grad_norm_ratio" not in m0
+
+
+def test_logged_gradient_norms_scale_with_lambda_and_leave_the_update_unchanged(tiny_model_path, tmp_path):
+    logged, updates = {}, {}
+    for coef, diag in ((0.5, False), (0.5, True), (1.0, True)):
+        tr = trainer(tiny_model_path, tmp_path / f"{coef}-{diag}", dataset=toy_dataset(skills="all"), sdl_coef=coef,
+                     max_steps=1, log_loss_grad_norms=diag)
+        before = _lora_params(tr.model)
+        tr.train()
+        updates[coef, diag] = {n: p - before[n] for n, p in _lora_params(tr.model).items()}
+        logged[coef, diag] = next(h for h in tr.state.log_history if "loss" in h)
+    assert "self_distillation/grad_norm" not in logged[0.5, False]  # opt-in
+    for n in updates[0.5, False]:  # the diagnostic's extra backward passes do not touch the update
+        assert torch.equal(updates[0.5, False][n], updates[0.5, True][n]), n
+    a, b = logged[0.5, True], logged[1.0, True]
+    assert a["self_distillation/grad_norm"] > 0
+    # same seed, same samples: doubling λ doubles the SDL gradient and leaves GRPO's alone
+    assert b["self_distillation/grad_norm"] == pytest.approx(2 * a["self_distillation/grad_norm"], rel=1e-4)
+    assert b["self_distillation/grpo_grad_norm"] == pytest.approx(a["self_distillation/grpo_grad_norm"], rel=1e-5)
+    assert a["self_distillation/grad_norm_ratio"] == pytest.approx(
+        a["self_distillation/grad_norm"] / a["self_distillation/grpo_grad_norm"], rel=1e-5)
+    assert -1.0 <= a["self_distillation/grad_cosine"] <= 1.0
