@@ -301,7 +301,7 @@ def test_shipped_cpu_experiment_defines_the_paper_rows_and_every_method_parses()
     paper_rows = {"grpo", "skill_sd", "skill_augmented_grpo", "vanilla_opd", "frozen_teacher", "off_policy"}
     assert paper_rows <= set(exp.methods)
     sweep = {m["sdl_coef"] for n, m in exp.methods.items() if n.startswith("skill_sd_lambda")}
-    assert sweep == {0.0005, 0.001, 0.005, 0.01}
+    assert sweep >= {0.0005, 0.001, 0.005, 0.01}  # the paper's sweep, plus values beyond it
     assert len(exp.seeds) >= 3 and exp.max_steps > exp.eval_every >= 1 and exp.eval.greedy
     ex.validate_cells(exp, list(exp.methods), exp.seeds, exp.level_seeds)  # TrlParser accepts every cell recipe
     m = exp.methods
