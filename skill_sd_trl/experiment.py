@@ -424,6 +424,7 @@ def _make_curve_callback(trainer, script, spec: dict, cell_start: float):
     from transformers import TrainerCallback
 
     from .evaluation import evaluate
+    from .rollout import episode_metrics
 
     env_spec = script.spec
     settings = spec["eval"]
@@ -463,7 +464,11 @@ def _make_curve_callback(trainer, script, spec: dict, cell_start: float):
                    "test_episodes": test.num_episodes, "train_acc": train.acc if train else None,
                    "train_comp": train.comp if train else None, "train_episodes": train.num_episodes if train else 0,
                    "train_seconds": self.train_seconds, "wall_seconds": time.perf_counter() - cell_start,
-                   "eval_seconds": seconds}
+                   "eval_seconds": seconds,
+                   # how the greedy episodes ended (turns, invalid actions, stop reasons), under the training logs'
+                   # names: what explains a change of Acc. (for example a lost answer format)
+                   "test_env": episode_metrics(test.episodes),
+                   "train_env": episode_metrics(train.episodes) if train else None}
             self.evals.append(row)
             print(f"[experiment] step {step}: test Acc. {test.acc:.1f} Comp. {test.comp:.1f}"
                   + (f", train Acc. {train.acc:.1f}" if train else ""), flush=True)

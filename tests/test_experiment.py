@@ -84,6 +84,11 @@ def test_each_cell_records_curves_timing_memory_and_trainer_logs(matrix):
             assert [e["step"] for e in r["evals"]] == [0, 1, 2]  # step 0 = the base model, then every K=1 steps
             assert all(e["test_episodes"] == 3 and e["train_episodes"] == 1 for e in r["evals"])
             assert all(0.0 <= e["test_acc"] <= 100.0 and 0.0 <= e["test_comp"] <= 100.0 for e in r["evals"])
+            for e in r["evals"]:  # how the greedy episodes ended (test_evaluation_rows_say_how_the_episodes_ended)
+                for split in ("test", "train"):
+                    env = e[f"{split}_env"]
+                    assert sum(v for k, v in env.items() if k.startswith("env/sokoban/stop/")) == pytest.approx(1.0)
+                    assert 1 <= env["env/sokoban/turns"] <= 2
             assert [s["step"] for s in r["steps"]] == [1, 2] and all(s["seconds"] > 0 for s in r["steps"])
             # training time excludes evaluation: the sum of the step times, and less than the cell's wall clock
             assert r["train_seconds"] == pytest.approx(sum(s["seconds"] for s in r["steps"]))
@@ -367,3 +372,48 @@ def test_committed_cells_match_the_shipped_experiment():
         r = json.loads(path.read_text())
         ex.check_fingerprint(exp, r["method"], r["seed"], r["level_seed"], r["fingerprint"])
         assert r["final"]["step"] == exp.max_steps and r["machine"]["cpus"] >= 1
+
+
+def _episode(success: bool, turns_valid: list[bool], stop: str) -> dict:
+    return {"env_name": "sokoban", "success": success, "completion": float(success), "reward": 1.0 if success else -0.5,
+            "info": {"num_turns": len(turns_valid)}, "turns": [{"valid": v} for v in turns_valid], "stop_reason": stop}
+
+
+def test_evaluation_rows_say_how_the_episodes_ended(monkeypatch):
+    """Each evaluation row carries the test and train episodes' env/<name>/... metrics, each from its own episodes."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from skill_sd_trl import evaluation
+    from skill_sd_trl.envs.arguments import EnvArguments
+
+    test_eps = [_episode(True, [True, True], "solved"), _episode(False, [False], "invalid_output"),
+                _episode(False, [True, False, True], "max_turns"), _episode(False, [True], "max_turns")]
+    train_eps = [_episode(True, [True], "solved"), _episode(True, [True, True], "solved")]
+    calls = []
+
+    def fake_evaluate(name, split, model, max_samples, **kwargs):  # stands in for greedy episodes of a real model
+        calls.append((split, max_samples))
+        episodes = test_eps if split == "test" else train_eps
+        return evaluation.summarize(name, "sokoban", split, episodes)
+
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    script = EnvArguments(env_name="sokoban", env_preset="tiny", max_train_samples=2)
+    trainer = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=torch.nn.Linear(1, 1),
+                              args=SimpleNamespace(max_completion_length=64), processing_class=None)
+    spec = {"eval": {"test_levels": 4, "train_levels": None, "batch_size": 4, "greedy": True, "temperature": 1.0},
+            "eval_every": 5, "max_steps": 10}
+    callback = ex._make_curve_callback(trainer, script, spec, cell_start=0.0)
+    callback._evaluate(5)
+    row = callback.evals[-1]
+    assert calls == [("test", 4), ("train", 2)]
+    assert row["test_acc"] == 25.0 and row["train_acc"] == 100.0
+    test_env, train_env = row["test_env"], row["train_env"]
+    assert test_env["env/sokoban/acc"] == 0.25 and train_env["env/sokoban/acc"] == 1.0
+    assert test_env["env/sokoban/turns"] == pytest.approx(7 / 4) and train_env["env/sokoban/turns"] == 1.5
+    assert test_env["env/sokoban/invalid_actions"] == pytest.approx(2 / 4)
+    assert train_env["env/sokoban/invalid_actions"] == 0
+    assert test_env["env/sokoban/stop/invalid_output"] == 0.25 and test_env["env/sokoban/stop/max_turns"] == 0.5
+    assert train_env["env/sokoban/stop/solved"] == 1.0 and train_env["env/sokoban/stop/max_turns"] == 0
+    assert test_env["env/sokoban/reward"] == pytest.approx(row["test_reward"]) == pytest.approx((1 - 1.5) / 4)
