@@ -5,6 +5,13 @@ solves none and never writes the answer format, so GRPO sees no reward variance 
 gives the CPU experiments the same kind of start: TRL's ``SFTTrainer`` fine-tunes a LoRA on optimal-solver
 demonstrations (``<answer>Up || Left</answer>``) for a few steps, and the merged model becomes a plain model folder.
 
+A warm start can also teach the model to *read a teacher context* (``context_kinds``): some demonstrations then
+carry, in the system message, what Skill-SD's teacher is shown in RL: a skill written by the real experience
+summarizer from an episode that played the level's solution, or the level's reference solution (vanilla OPD's
+ground truth), rendered by the trainer's default templates. The paper's 4B instruct model reads such a context
+unprompted; the 135M model does not (docs/benchmarks.md), so without this its teacher has nothing to distil. The
+student still acts with the plain prompt in RL: the plain demonstrations keep that behaviour.
+
 Demonstration levels come from their own generator namespace (``sokoban-warmstart/...``) and every board that
 appears in the train or test split of any preset in ``exclude_presets`` at any level seed in ``exclude_level_seeds``
 is dropped, so no RL train or test level is ever seen during the warm start.
@@ -30,6 +37,8 @@ from . import models as _models
 #: Bump when the warm-start procedure changes: the cache key changes with it.
 WARM_START_FORMAT = 2
 WARM_START_INFO = "warm_start.json"
+#: What a demonstration's prompt may hold besides the task: nothing, a skill, or the reference solution.
+CONTEXT_KINDS = ("none", "skill", "ground_truth")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,8 @@ class WarmStart:
         exclude_presets / exclude_level_seeds: presets and level seeds whose train and test boards are never used as
             demonstrations (every CPU preset the RL recipes train or evaluate on).
         seed: the SFT seed (data order, LoRA init).
+        context_kinds: what the prompt of demonstration ``i`` holds besides the task, cycling through the tuple
+            (``("none", "skill")``: every other one a skill); empty means plain prompts only. See the module docstring.
     """
 
     alias: str
@@ -62,7 +73,13 @@ class WarmStart:
     exclude_presets: tuple[str, ...] = ("small", "short")
     exclude_level_seeds: tuple[int, ...] = tuple(range(10))
     seed: int = 0
+    context_kinds: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.context_kinds if k not in CONTEXT_KINDS]
+        if unknown:
+            raise ValueError(f"WarmStart.context_kinds has {unknown}; use entries of {CONTEXT_KINDS}.")
 
     def key(self, base_path: str) -> str:
         """Fingerprint of the recipe, the procedure, the presets it draws from and excludes (a resized preset excludes
@@ -70,6 +87,8 @@ class WarmStart:
         from .envs.sokoban.dataset import _resolve_preset
 
         recipe = {k: v for k, v in asdict(self).items() if k != "extra"}
+        if not self.context_kinds:  # a plain warm start keeps the key it had before contexts existed
+            del recipe["context_kinds"]
         presets = {name: asdict(_resolve_preset(name)) for name in {self.env_preset, *self.exclude_presets}}
         payload = json.dumps({"format": WARM_START_FORMAT, "recipe": recipe, "presets": presets,
                               "base": Path(base_path).name}, sort_keys=True, default=list)
@@ -78,6 +97,10 @@ class WarmStart:
 
 WARM_STARTS: dict[str, WarmStart] = {
     "smollm2-135m-sokoban-base": WarmStart(alias="smollm2-135m-sokoban-base", base="smollm2-135m-instruct"),
+    # Half the demonstrations also hold a teacher context (a skill or the reference solution); twice the steps, so
+    # the plain half is seen as often as the plain base's demonstrations are.
+    "smollm2-135m-sokoban-base-ctx": WarmStart(alias="smollm2-135m-sokoban-base-ctx", base="smollm2-135m-instruct",
+                                               max_steps=24, context_kinds=("none", "skill", "none", "ground_truth")),
 }
 
 
@@ -126,20 +149,62 @@ def demonstration_levels(spec: WarmStart) -> list:
     return levels
 
 
+def solved_skill(level, max_steps: int, prompt_style: str) -> str:
+    """The skill text Skill-SD's teacher is shown for ``level`` once an episode has solved it: the real Sokoban
+    environment plays the level's solution in one turn and the real experience summarizer writes the skill."""
+    from .envs.sokoban import SokobanEnv, summary
+    from .envs.sokoban.render import format_actions
+    from .skills.schema import parse_skill
+    from .skills.summarizers import ExperienceSummarizer
+    from .trajectory import Trajectory, Turn
+
+    env = SokobanEnv(max_steps=max_steps, reward_mode="success", lenient_actions=True, prompt_style=prompt_style)
+    env.reset({"level": level.to_xsb()})
+    answer = f"<answer>{format_actions(level.solution)}</answer>"
+    result = env.step(answer)
+    score = env.score()
+    if not score.success:
+        raise RuntimeError(f"The solution of a demonstration level did not solve it ({result.observation!r}).")
+    trajectory = Trajectory(task_id="warmstart", env_name=env.name, task="", reward=float(result.reward),
+                            turns=[Turn(answer, result.observation, result.valid, dict(result.info))], success=True,
+                            completion=float(score.completion), stop_reason=result.stop_reason or "done")
+    text = ExperienceSummarizer(events={env.name: summary.EVENTS}).summarize([trajectory], focus=trajectory)
+    return parse_skill(text, task_id="warmstart", reward=trajectory.reward, step=0, summarizer="experience").to_text()
+
+
+def demonstration_prompt(level, kind: str, max_steps: int, prompt_style: str):
+    """The RL prompt of ``level``, with the teacher context of ``kind`` rendered in as the trainer renders it (its
+    default templates, in the system message)."""
+    from .config import DEFAULT_GROUND_TRUTH_TEMPLATE, DEFAULT_SKILL_TEMPLATE
+    from .envs.sokoban.dataset import build_prompt
+    from .envs.sokoban.render import format_actions
+    from .prompts import add_context_to_prompt
+
+    prompt = build_prompt(level, max_steps, prompt_style)
+    if kind == "none":
+        return prompt
+    if kind == "skill":
+        return add_context_to_prompt(prompt, solved_skill(level, max_steps, prompt_style), DEFAULT_SKILL_TEMPLATE)
+    # the dataset's ground_truth column, as vanilla OPD's teacher reads it
+    return add_context_to_prompt(prompt, format_actions(level.solution), DEFAULT_GROUND_TRUTH_TEMPLATE)
+
+
 def demonstrations(spec: WarmStart):
-    """The SFT dataset: conversational prompt (the RL prompt) and the optimal answer as the completion."""
+    """The SFT dataset: conversational prompt (the RL prompt, with a teacher context where ``spec.context_kinds``
+    puts one) and the optimal answer as the completion."""
     from datasets import Dataset
 
-    from .envs.sokoban.dataset import _resolve_preset, build_prompt
+    from .envs.sokoban.dataset import _resolve_preset
     from .envs.sokoban.render import format_actions
 
     preset = _resolve_preset(spec.env_preset)
+    kinds = spec.context_kinds or ("none",)
     rows = [
         {
-            "prompt": build_prompt(level, preset.max_steps, spec.prompt_style),
+            "prompt": demonstration_prompt(level, kinds[i % len(kinds)], preset.max_steps, spec.prompt_style),
             "completion": [{"role": "assistant", "content": f"<answer>{format_actions(level.solution)}</answer>"}],
         }
-        for level in demonstration_levels(spec)
+        for i, level in enumerate(demonstration_levels(spec))
     ]
     return Dataset.from_list(rows)
 

@@ -362,16 +362,38 @@ def test_cell_threads_split_the_cores_unless_the_thread_count_is_set():
         main(["experiment", "--config", str(SHIPPED), "--jobs", "0", "--aggregate-only"])
 
 
-def test_committed_cells_match_the_shipped_experiment():
-    """bench/results holds finished cells of the shipped CPU experiment: changing the experiment must not leave them
+SHIPPED_CTX = SHIPPED.with_name("experiment_cpu_ctx.yaml")
+
+
+@pytest.mark.parametrize("config, folder", [(SHIPPED, "sokoban_cpu"), (SHIPPED_CTX, "sokoban_cpu_ctx")])
+def test_committed_cells_match_the_shipped_experiment(config, folder):
+    """bench/results holds finished cells of the shipped CPU experiments: changing an experiment must not leave them
     silently stale (the runner would refuse them; this says so at once, in CI)."""
-    exp = ex.load_experiment(SHIPPED)
-    results = sorted((ROOT / "bench" / "results" / "sokoban_cpu" / "cells").glob("*/*/result.json"))
-    assert exp.output_dir == Path("bench/results/sokoban_cpu") and results  # relative to the repository root
+    exp = ex.load_experiment(config)
+    results = sorted((ROOT / "bench" / "results" / folder / "cells").glob("*/*/result.json"))
+    assert exp.output_dir == Path("bench/results") / folder  # relative to the repository root
+    if config == SHIPPED:
+        assert results
     for path in results:
         r = json.loads(path.read_text())
         ex.check_fingerprint(exp, r["method"], r["seed"], r["level_seed"], r["fingerprint"])
         assert r["final"]["step"] == exp.max_steps and r["machine"]["cpus"] >= 1
+
+
+def test_the_context_experiment_changes_only_the_model():
+    """experiment_cpu_ctx.yaml is experiment_cpu.yaml from another base: every shared cell trains the same recipe but
+    for the model, and every other setting of the experiment is the same."""
+    plain, ctx = ex.load_experiment(SHIPPED), ex.load_experiment(SHIPPED_CTX)
+    assert set(ctx.methods) <= set(plain.methods) and {"grpo", "skill_sd"} <= set(ctx.methods)
+    for method in ctx.methods:
+        a = ex.cell_recipe(plain, method, 0, 0, Path("."))
+        b = ex.cell_recipe(ctx, method, 0, 0, Path("."))
+        assert a.pop("model_name_or_path") == "smollm2-135m-sokoban-base"
+        assert b.pop("model_name_or_path") == "smollm2-135m-sokoban-base-ctx"
+        a.pop("output_dir"), b.pop("output_dir")
+        assert a == b, method
+    for field in ("seeds", "level_seeds", "max_steps", "eval_every", "eval", "reference_method", "summarizer_wait"):
+        assert getattr(plain, field) == getattr(ctx, field), field
 
 
 def _episode(success: bool, turns_valid: list[bool], stop: str) -> dict:

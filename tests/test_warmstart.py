@@ -74,3 +74,39 @@ def test_alias_builds_once_atomically_and_trains_the_weights(tiny_model_path, tm
     with pytest.raises(AssertionError, match="built twice"):
         models.resolve_model(failing.alias)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")) == [path.split("/")[-1]]
+
+
+def test_context_demonstrations_show_the_teacher_what_rl_shows_it(tiny_model_path):
+    from skill_sd_trl.envs.sokoban.dataset import build_prompt
+
+    spec = _spec(tiny_model_path, num_demonstrations=6, context_kinds=("none", "skill", "ground_truth"))
+    levels, rows = demonstration_levels(spec), demonstrations(spec)
+    preset = PRESETS["tiny"]
+    for i, (row, level) in enumerate(zip(rows, levels)):
+        plain = build_prompt(level, preset.max_steps, spec.prompt_style)
+        answer = row["completion"][0]["content"]
+        assert row["prompt"][1:] == plain[1:]  # the task itself is the RL prompt's
+        system = row["prompt"][0]["content"]
+        assert system.startswith(plain[0]["content"])
+        extra = system[len(plain[0]["content"]):]
+        if i % 3 == 0:
+            assert extra == ""
+        elif i % 3 == 1:  # the experience summarizer's skill of an episode that played the solution
+            assert "<skill>" in extra and "### Golden workflow" in extra
+            assert extra.rstrip().endswith(answer + "\n</skill>")
+            assert f"solved the task with {level.solution_length} actions in 1 turns" in extra
+        else:  # the dataset's ground_truth column, in the default template
+            assert extra.endswith(f"<reference>\n{answer[len('<answer>'):-len('</answer>')]}\n</reference>")
+    # a plain warm start keeps its cache key; a context warm start gets its own
+    assert _spec(tiny_model_path).key("base") != spec.key("base")
+    assert _spec(tiny_model_path).key("base") == _spec(tiny_model_path, context_kinds=()).key("base")
+    with pytest.raises(ValueError, match=r"context_kinds has \['hint'\]"):
+        _spec(tiny_model_path, context_kinds=("none", "hint"))
+
+
+def test_the_context_base_sees_its_plain_prompts_as_often_as_the_plain_base():
+    plain, ctx = warmstart.WARM_STARTS["smollm2-135m-sokoban-base"], warmstart.WARM_STARTS["smollm2-135m-sokoban-base-ctx"]
+    share = ctx.context_kinds.count("none") / len(ctx.context_kinds)
+    assert ctx.max_steps * ctx.batch_size * share == plain.max_steps * plain.batch_size
+    assert {k: v for k, v in vars(ctx).items() if k not in ("alias", "max_steps", "context_kinds")} == \
+        {k: v for k, v in vars(plain).items() if k not in ("alias", "max_steps", "context_kinds")}
