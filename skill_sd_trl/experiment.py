@@ -56,6 +56,8 @@ DIAGNOSTIC_PREFIXES = ("teacher/", "self_distillation/", "skills/")
 # Panels of diagnostics.png: (title, keys); a panel is drawn when any of its keys was logged.
 DIAGNOSTIC_PANELS = (
     ("teacher − student log-prob gap", ("teacher/logp_gap", "teacher/logp_gap_success", "teacher/logp_gap_failure")),
+    ("teacher gap by turn", ("teacher/logp_gap_first_turn", "teacher/logp_gap_later_turns",
+                             "teacher/logp_gap_success_first_turn", "teacher/logp_gap_success_later_turns")),
     ("L_SDL (without λ)", ("self_distillation/sdl", "self_distillation/sdl_success", "self_distillation/sdl_failure")),
     ("skill coverage of the batch", ("skills/coverage",)),
     ("skill bank", ("skills/bank_size", "skills/added", "skills/duplicates")),

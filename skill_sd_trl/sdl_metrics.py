@@ -11,9 +11,10 @@ import torch
 
 def sdl_metrics(accelerator, per_token: torch.Tensor, student_logps: torch.Tensor, old: torch.Tensor,
                 teacher: torch.Tensor, mask: torch.Tensor, sdl_coef: float, log_ratio_clamp: float,
-                success: torch.Tensor | None = None) -> dict[str, float]:
+                success: torch.Tensor | None = None, first_turn: torch.Tensor | None = None) -> dict[str, float]:
     """``self_distillation/*`` and ``teacher/logp_gap*`` for the given per-token SDL, log-probs and token mask;
-    with ``success`` (1 solved, 0 not, per row) also the split by outcome."""
+    with ``success`` (1 solved, 0 not, per row) also the split by outcome, and with ``first_turn`` (1 on the tokens of
+    each rollout's first model turn, see :func:`first_turn_mask`) the split by turn."""
 
     def global_sums(x, m):
         return accelerator.reduce(torch.stack([(x * m).sum(), m.sum()]).float(), reduction="sum")
@@ -43,7 +44,29 @@ def sdl_metrics(accelerator, per_token: torch.Tensor, student_logps: torch.Tenso
                 metrics[sdl_key] = (sums[0] / sums[1]).item()
                 metrics[gap_key] = global_mean(gap, m)
         metrics["self_distillation/sdl_success_share"] = (global_sums(per_token, won)[0] / total).item() if total != 0 else 0.0
+    if first_turn is not None:  # a skill is written from the task's first board: does the teacher read later turns?
+        first = mask * first_turn.to(mask.dtype)
+        later = mask - first
+        splits = [("first_turn", first), ("later_turns", later)]
+        if success is not None:
+            solved = (success == 1).to(mask.dtype).unsqueeze(1)
+            splits += [("success_first_turn", first * solved), ("success_later_turns", later * solved)]
+        for name, m in splits:
+            sums = global_sums(per_token, m)
+            if sums[1] > 0:
+                if not name.startswith("success_"):
+                    metrics[f"self_distillation/sdl_{name}"] = (sums[0] / sums[1]).item()
+                metrics[f"teacher/logp_gap_{name}"] = global_mean(gap, m)
     return metrics
+
+
+def first_turn_mask(completion_mask: torch.Tensor, tool_mask: torch.Tensor | None) -> torch.Tensor:
+    """1 on the completion tokens before the first environment token (``completion_mask`` 1, ``tool_mask`` 0): the
+    model's first turn. Without a ``tool_mask`` every completion is a single turn."""
+    if tool_mask is None:
+        return completion_mask.clone()
+    env = completion_mask * (1 - tool_mask)
+    return completion_mask * (env.cumsum(dim=1) == 0).to(completion_mask.dtype)
 
 
 def term_gradient_metrics(parameters, grpo_term: torch.Tensor, sdl_term: torch.Tensor) -> dict[str, float]:

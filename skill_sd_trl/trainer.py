@@ -33,7 +33,7 @@ from .losses import sanitize_logps, sdl_per_token
 from .model_card import PAPER, skill_sd_section
 from .prompts import prompt_text, task_id_of
 from .rollout import episode_metrics
-from .sdl_metrics import rollout_success, sdl_metrics, term_gradient_metrics
+from .sdl_metrics import first_turn_mask, rollout_success, sdl_metrics, term_gradient_metrics
 from .skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
 from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher  # noqa: F401  (re-exported)
 from .shared_prompts import shared_prompt_pass
@@ -344,7 +344,8 @@ class SkillSDTrainer(GRPOTrainer):
             normalizer = mask_f.sum().clamp(min=1.0) * accumulation
         loss = (per_token * scored.to(per_token.dtype)).sum() / normalizer
         logged = sdl_metrics(self.accelerator, per_token.detach(), student_logps.detach(), old, teacher, scored.float(),
-                             self.args.sdl_coef, self.args.sdl_log_ratio_clamp, inputs.get("rollout_success"))
+                             self.args.sdl_coef, self.args.sdl_log_ratio_clamp, inputs.get("rollout_success"),
+                             first_turn_mask(inputs["completion_mask"], inputs.get("tool_mask")))
         logged["teacher/sync_count"] = float(self.teacher.sync_count)
         logged["teacher/nonfinite_logps"] = float(self._nonfinite_teacher_logps)
         self._log_metrics(mode, logged)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from skill_sd_trl import SkillSDConfig, SkillSDTrainer
 from skill_sd_trl.skills.provider import SkillSelection
-from skill_sd_trl.sdl_metrics import sdl_metrics, term_gradient_metrics
+from skill_sd_trl.sdl_metrics import first_turn_mask, sdl_metrics, term_gradient_metrics
 from skill_sd_trl.trainer import TEACHER_META_FILE, TEACHER_STATE_FILE
 
 from _spies import record_teacher_prompts
@@ -487,6 +487,38 @@ def test_diagnostics_split_the_teacher_gap_and_sdl_by_rollout_outcome(tiny_model
     assert m["self_distillation/sdl"] == pytest.approx(15 / 6)
     assert m["self_distillation/weighted_sdl"] == pytest.approx(0.5 * 15 / 6)
     assert m["self_distillation/is_ratio_mean"] == pytest.approx(1.0)  # student == sampler
+
+
+def test_first_turn_mask_stops_at_the_first_environment_token():
+    completion_mask = torch.tensor([[1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1]])
+    tool_mask = torch.tensor([[1, 1, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1], [0, 1, 1, 0, 1, 1, 1]])
+    assert first_turn_mask(completion_mask, tool_mask).tolist() == [
+        [1, 1, 0, 0, 0, 0, 0],  # model, model, env, env, model (turn 2), ...
+        [1, 1, 1, 0, 0, 0, 0],  # one turn: padding stays out
+        [0, 0, 0, 0, 0, 0, 0],  # an environment token first: no first-turn tokens
+    ]
+    assert first_turn_mask(completion_mask, None).tolist() == completion_mask.tolist()
+
+
+def test_diagnostics_split_the_teacher_gap_and_sdl_by_turn(tiny_model_path, tmp_path):
+    tr = trainer(tiny_model_path, tmp_path)
+    per_token = torch.tensor([[1.0, 3.0, 0.0, 5.0], [2.0, 4.0, 6.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0, 1.0], [1.0, 1.0, 1.0, 0.0]])  # row 0: position 2 is the environment's
+    first = first_turn_mask(torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), torch.tensor([[1, 1, 0, 1], [1, 1, 1, 1]]))
+    student = torch.zeros(2, 4)
+    teacher = torch.tensor([[-1.0, -2.0, -7.0, -4.0], [-0.5, -0.5, -1.0, 0.0]])
+    m = sdl_metrics(tr.accelerator, per_token, student, student, teacher, mask, sdl_coef=1.0, log_ratio_clamp=20.0,
+                    success=torch.tensor([1.0, 0.0]), first_turn=first)
+    assert m["self_distillation/sdl_first_turn"] == pytest.approx((1 + 3 + 2 + 4 + 6) / 5)
+    assert m["self_distillation/sdl_later_turns"] == pytest.approx(5.0)
+    assert m["teacher/logp_gap_first_turn"] == pytest.approx((-1 - 2 - 0.5 - 0.5 - 1) / 5)
+    assert m["teacher/logp_gap_later_turns"] == pytest.approx(-4.0)
+    assert m["teacher/logp_gap_success_first_turn"] == pytest.approx(-1.5)
+    assert m["teacher/logp_gap_success_later_turns"] == pytest.approx(-4.0)
+    # a batch of single-turn rollouts has no later-turn tokens: the key is absent rather than a made-up 0
+    single = sdl_metrics(tr.accelerator, per_token, student, student, teacher, mask, sdl_coef=1.0,
+                         log_ratio_clamp=20.0, first_turn=torch.ones(2, 4))
+    assert "teacher/logp_gap_later_turns" not in single and "teacher/logp_gap_success_first_turn" not in single
 
 
 def test_the_sdl_term_changes_the_update_relative_to_grpo(tiny_model_path, tmp_path):
