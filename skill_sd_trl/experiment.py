@@ -877,6 +877,11 @@ def table_notes(exp: Experiment, summary: dict, cells: list[dict], missing) -> s
         notes.append(f"Machine: {_describe_machine(json.loads(machines[0]))}.")
     if missing:
         notes.append(f"Missing cells (not run or failed): {', '.join(f'{m}:{s}:{lv}' for m, s, lv in missing)}.")
+    runs = {m: sorted((c["seed"], c["level_seed"]) for c in cells if c["method"] == m) for m in summary["methods"]}
+    if len({tuple(r) for r in runs.values()}) > 1:  # a mean over other seeds is not a comparison at equal seeds
+        described = "; ".join(f"{m}: {', '.join(f'{s}:{lv}' for s, lv in r) or 'none'}" for m, r in runs.items())
+        notes.append(f"The methods ran on different seeds (seed:level seed — {described}): their means are not "
+                     "comparable at equal seeds; compare the per-cell results of the seeds they share.")
     return "\n".join(f"- {n}" for n in notes)
 
 

@@ -189,6 +189,17 @@ def test_table_notes_say_when_cells_ran_on_different_machines(matrix):
     assert "- Machine:" not in notes
 
 
+def test_table_notes_say_when_methods_ran_on_different_seeds(matrix):
+    exp = ex.load_experiment(matrix["config"])
+    cells = [result(matrix["out"], m, s) for m in METHODS for s in SEEDS]
+    notes = ex.table_notes(exp, ex.summarize(exp, cells, METHODS), cells, [])
+    assert "different seeds" not in notes  # the full matrix: every method on the same seeds
+    partial = [c for c in cells if not (c["method"] == METHODS[1] and c["seed"] == SEEDS[1])]
+    notes = ex.table_notes(exp, ex.summarize(exp, partial, METHODS), partial, [])
+    assert (f"different seeds (seed:level seed — {METHODS[0]}: {SEEDS[0]}:0, {SEEDS[1]}:0; {METHODS[1]}: {SEEDS[0]}:0)"
+            in notes)
+
+
 def test_curves_are_png(matrix):
     for name in (ex.CURVE_STEP_FILE, ex.CURVE_TIME_FILE, ex.DIAGNOSTICS_FILE):
         assert (matrix["out"] / name).read_bytes()[:8] == PNG, name
