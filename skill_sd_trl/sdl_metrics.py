@@ -47,16 +47,18 @@ def sdl_metrics(accelerator, per_token: torch.Tensor, student_logps: torch.Tenso
     if first_turn is not None:  # a skill is written from the task's first board: does the teacher read later turns?
         first = mask * first_turn.to(mask.dtype)
         later = mask - first
-        splits = [("first_turn", first), ("later_turns", later)]
+        splits = [("self_distillation/sdl_first_turn", "teacher/logp_gap_first_turn", first),
+                  ("self_distillation/sdl_later_turns", "teacher/logp_gap_later_turns", later)]
         if success is not None:
             solved = (success == 1).to(mask.dtype).unsqueeze(1)
-            splits += [("success_first_turn", first * solved), ("success_later_turns", later * solved)]
-        for name, m in splits:
+            splits += [(None, "teacher/logp_gap_success_first_turn", first * solved),
+                       (None, "teacher/logp_gap_success_later_turns", later * solved)]
+        for sdl_key, gap_key, m in splits:
             sums = global_sums(per_token, m)
-            if sums[1] > 0:
-                if not name.startswith("success_"):
-                    metrics[f"self_distillation/sdl_{name}"] = (sums[0] / sums[1]).item()
-                metrics[f"teacher/logp_gap_{name}"] = global_mean(gap, m)
+            if sums[1] > 0:  # logged only when such tokens were scored
+                if sdl_key is not None:
+                    metrics[sdl_key] = (sums[0] / sums[1]).item()
+                metrics[gap_key] = global_mean(gap, m)
     return metrics
 
 
