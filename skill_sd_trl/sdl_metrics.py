@@ -33,32 +33,29 @@ def sdl_metrics(accelerator, per_token: torch.Tensor, student_logps: torch.Tenso
         "self_distillation/is_ratio_mean": global_mean(rho),
         "self_distillation/is_ratio_max": accelerator.gather(rho_max.reshape(1)).max().item(),
     }
-    if success is not None:  # diagnostics: does the teacher favour what worked, and where does the SDL come from?
-        won = mask * (success == 1).to(mask.dtype).unsqueeze(1)
-        lost = mask * (success == 0).to(mask.dtype).unsqueeze(1)
+    # Diagnostics over subsets of the tokens: (SDL key or None, gap key, mask); each logged only when it has tokens.
+    splits = []
+    if success is not None:  # does the teacher favour what worked, and where does the SDL come from?
+        solved = (success == 1).to(mask.dtype).unsqueeze(1)
+        won, lost = mask * solved, mask * (success == 0).to(mask.dtype).unsqueeze(1)
+        splits += [("self_distillation/sdl_success", "teacher/logp_gap_success", won),
+                   ("self_distillation/sdl_failure", "teacher/logp_gap_failure", lost)]
         total = global_sums(per_token, mask)[0]
-        for sdl_key, gap_key, m in (("self_distillation/sdl_success", "teacher/logp_gap_success", won),
-                                    ("self_distillation/sdl_failure", "teacher/logp_gap_failure", lost)):
-            sums = global_sums(per_token, m)
-            if sums[1] > 0:  # logged only when such rollouts were scored
-                metrics[sdl_key] = (sums[0] / sums[1]).item()
-                metrics[gap_key] = global_mean(gap, m)
         metrics["self_distillation/sdl_success_share"] = (global_sums(per_token, won)[0] / total).item() if total != 0 else 0.0
     if first_turn is not None:  # a skill is written from the task's first board: does the teacher read later turns?
         first = mask * first_turn.to(mask.dtype)
         later = mask - first
-        splits = [("self_distillation/sdl_first_turn", "teacher/logp_gap_first_turn", first),
-                  ("self_distillation/sdl_later_turns", "teacher/logp_gap_later_turns", later)]
+        splits += [("self_distillation/sdl_first_turn", "teacher/logp_gap_first_turn", first),
+                   ("self_distillation/sdl_later_turns", "teacher/logp_gap_later_turns", later)]
         if success is not None:
-            solved = (success == 1).to(mask.dtype).unsqueeze(1)
             splits += [(None, "teacher/logp_gap_success_first_turn", first * solved),
                        (None, "teacher/logp_gap_success_later_turns", later * solved)]
-        for sdl_key, gap_key, m in splits:
-            sums = global_sums(per_token, m)
-            if sums[1] > 0:  # logged only when such tokens were scored
-                if sdl_key is not None:
-                    metrics[sdl_key] = (sums[0] / sums[1]).item()
-                metrics[gap_key] = global_mean(gap, m)
+    for sdl_key, gap_key, m in splits:
+        sums = global_sums(per_token, m)
+        if sums[1] > 0:  # logged only when such tokens were scored
+            if sdl_key is not None:
+                metrics[sdl_key] = (sums[0] / sums[1]).item()
+            metrics[gap_key] = global_mean(gap, m)
     return metrics
 
 
