@@ -41,6 +41,8 @@ def main(argv=None):
     from skill_sd_trl.prompts import add_context_to_prompt
     from skill_sd_trl.skills.schema import Skill
 
+    from context_probe import answer_logps, prompt_token_ids  # bench/ is the script's folder, first on sys.path
+
     start = time.perf_counter()
     preset = _resolve_preset(args.preset)
     train = _level_pool(preset, args.level_seed)[0]
@@ -51,16 +53,8 @@ def main(argv=None):
     with open(args.bank, encoding="utf-8") as f:
         tasks = json.load(f)["tasks"]
 
-    def prompt_ids(prompt):
-        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
-        return ids if isinstance(ids, list) else ids["input_ids"]
-
-    def answer_logps(prompt, answer_ids):
-        p = prompt_ids(prompt)
-        ids = torch.tensor([p + answer_ids])
-        with torch.no_grad():
-            logits = model(ids).logits[0, len(p) - 1 : -1].float()
-        return torch.log_softmax(logits, -1).gather(-1, torch.tensor(answer_ids)[:, None])[:, 0]
+    def scored(prompt, answer_ids):
+        return answer_logps(model, prompt_token_ids(tokenizer, prompt), answer_ids)
 
     by_kind, by_token, skipped = collections.defaultdict(list), collections.defaultdict(list), 0
     for task_id, task in tasks.items():
@@ -75,11 +69,10 @@ def main(argv=None):
         plain = build_prompt(level, preset.max_steps, args.prompt_style)
         for form, text in (("whole solution", answer), ("first move only", first_move)):
             answer_ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [end_of_turn]
-            student = answer_logps(plain, answer_ids)
+            student = scored(plain, answer_ids)
             for entry in task["entries"]:
                 skill = Skill.from_dict(entry["skill"])
-                teacher = answer_logps(add_context_to_prompt(plain, skill.to_text(), DEFAULT_SKILL_TEMPLATE),
-                                       answer_ids)
+                teacher = scored(add_context_to_prompt(plain, skill.to_text(), DEFAULT_SKILL_TEMPLATE), answer_ids)
                 gap = teacher - student
                 kind = ("workflow is this solution" if answer in skill.golden_workflow
                         else "workflow is another solution" if "Shortest solution" in skill.golden_workflow

@@ -20,6 +20,22 @@ import sys
 import time
 
 
+def prompt_token_ids(tokenizer, prompt) -> list[int]:
+    """The chat prompt's token ids with the assistant's generation prompt, as the trainer tokenizes it."""
+    ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+    return ids if isinstance(ids, list) else ids["input_ids"]
+
+
+def answer_logps(model, prompt_ids: list[int], answer_ids: list[int]):
+    """log p of each answer token after the prompt, one forward pass."""
+    import torch
+
+    ids = torch.tensor([prompt_ids + answer_ids])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
+    return torch.log_softmax(logits, -1).gather(-1, torch.tensor(answer_ids)[:, None])[:, 0]
+
+
 def probe(model_name: str, levels, max_steps: int, prompt_style: str, kinds, max_new_tokens: int = 40):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -36,16 +52,10 @@ def probe(model_name: str, levels, max_steps: int, prompt_style: str, kinds, max
     for kind in kinds:
         logps, solved = [], 0
         for level in levels:
-            prompt = demonstration_prompt(level, kind, max_steps, prompt_style)
-            prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
-            if not isinstance(prompt_ids, list):
-                prompt_ids = prompt_ids["input_ids"]
+            prompt_ids = prompt_token_ids(tokenizer, demonstration_prompt(level, kind, max_steps, prompt_style))
             answer_ids = tokenizer(f"<answer>{format_actions(level.solution)}</answer>", add_special_tokens=False)["input_ids"]
-            ids = torch.tensor([prompt_ids + answer_ids])
+            logps.append(answer_logps(model, prompt_ids, answer_ids).mean().item())
             with torch.no_grad():
-                logits = model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
-                token_logps = torch.log_softmax(logits, -1).gather(-1, ids[0, len(prompt_ids):, None])[:, 0]
-                logps.append(token_logps.mean().item())
                 generated = model.generate(torch.tensor([prompt_ids]), max_new_tokens=max_new_tokens, do_sample=False,
                                            pad_token_id=tokenizer.eos_token_id)
             text = tokenizer.decode(generated[0, len(prompt_ids):], skip_special_tokens=True)
