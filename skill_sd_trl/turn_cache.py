@@ -14,9 +14,6 @@ left padding of shorter rows); they stay masked out, and positions come from the
 exactly its context at the same positions as in a fresh encoding: the same distribution, with the prefill paid once.
 Whenever a context does not extend what the cache holds (a new batch, an answer cut shorter than it was sampled),
 everything is encoded afresh.
-
-The cache's layers are :class:`GrowingLayer`: ``transformers``' ``DynamicLayer`` concatenates every new token's keys
-and values onto the whole cache, a copy of it per layer and per token, which was 40 % of a CPU sampling turn.
 """
 
 from __future__ import annotations
@@ -25,7 +22,6 @@ import copy
 from collections.abc import Iterable
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
 
 
 class TurnCache:
@@ -101,7 +97,7 @@ class TurnCache:
         if width >= 2:
             positions = (mask.cumsum(1) - 1).clamp(min=0)
             cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-                          use_cache=True, cache=growing_cache(model), logits_to_keep=1).cache
+                          use_cache=True, logits_to_keep=1).cache
             if len(distinct) != len(contexts) or not torch.equal(index, torch.arange(len(contexts), device=device)):
                 cache.batch_select_indices(index)
         return ids[index], mask[index], cache
@@ -119,39 +115,3 @@ class TurnCache:
         ids = torch.cat([self._ids[index].to(device), seg], dim=1)
         mask = torch.cat([self._mask[index].to(device), seg_mask.to(self._mask.dtype)], dim=1)
         return ids, mask, cache
-
-
-class GrowingLayer(DynamicLayer):
-    """A ``DynamicLayer`` whose keys and values are views into buffers with room to grow: a new token's keys are written
-    into the free columns instead of concatenated (the whole cache copied). The buffer doubles when full, and is rebuilt
-    whenever ``keys`` / ``values`` were replaced by another method (``batch_select_indices``, ``crop``, ...), so those
-    methods work unchanged. Generation only: the writes are in place, so no autograd graph may hold the cache."""
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        self.keys, self._key_buffer = _append(self.keys, getattr(self, "_key_buffer", None), key_states)
-        self.values, self._value_buffer = _append(self.values, getattr(self, "_value_buffer", None), value_states)
-        return self.keys, self.values
-
-
-def _append(held: torch.Tensor, buffer: torch.Tensor | None, new: torch.Tensor):
-    """``(held ⊕ new along the sequence, its buffer)``, writing into ``buffer`` when ``held`` is its view with room."""
-    length = held.shape[-2] if held.dim() == 4 else 0
-    end = length + new.shape[-2]
-    fits = (buffer is not None and (length == 0 or held._base is buffer) and buffer.shape[:2] == new.shape[:2]
-            and end <= buffer.shape[-2] and buffer.dtype == new.dtype)
-    if not fits:
-        buffer = new.new_empty(*new.shape[:2], max(2 * end, 64), new.shape[-1])
-        if length:
-            buffer[:, :, :length] = held
-    buffer[:, :, length:end] = new
-    return buffer[:, :, :end], buffer
-
-
-def growing_cache(model) -> DynamicCache:
-    """The model's own ``DynamicCache`` with each plain full-attention layer a :class:`GrowingLayer` (other kinds of
-    layer, sliding-window or linear-attention, are kept as the model made them)."""
-    cache = DynamicCache(config=model.config)
-    cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache

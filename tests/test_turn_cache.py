@@ -5,9 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from transformers.cache_utils import DynamicLayer
-
-from skill_sd_trl.turn_cache import GrowingLayer, TurnCache
+from skill_sd_trl.turn_cache import TurnCache
 
 
 @pytest.fixture(scope="module")
@@ -117,31 +115,3 @@ def test_a_generation_config_is_merged_not_passed_beside_loose_parameters(model_
     assert not [w for w in caught if "deprecated" in str(w.message)]
     assert got == _plain(model, [prompt, prompt], 4, pad, eos)  # the explicit max_new_tokens wins over the config's
     assert config.max_new_tokens == 9  # the caller's config is left as it was
-
-
-def test_growing_layer_holds_what_concatenation_holds_writing_in_place_until_full():
-    torch.manual_seed(0)
-    ours, theirs = GrowingLayer(), DynamicLayer()
-    steps = [torch.randn(2, 3, n, 4) for n in (5, 1, 1, 70, 1)]
-    pointers = []
-    for k in steps:
-        got, want = ours.update(k, -k), theirs.update(k, -k)
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-        pointers.append(ours._key_buffer.data_ptr())
-    assert pointers[0] == pointers[1] == pointers[2]  # single tokens written into the 64-column buffer, no copy
-    assert pointers[3] != pointers[2] and ours._key_buffer.shape[-2] == 2 * 77  # full: doubled, the old part copied
-    assert ours.get_seq_length() == theirs.get_seq_length() == 78
-    # a method that replaces keys/values (a finished episode's row dropped) is followed by a rebuilt buffer
-    ours.batch_select_indices(torch.tensor([1]))
-    theirs.batch_select_indices(torch.tensor([1]))
-    k = torch.randn(1, 3, 1, 4)
-    got, want = ours.update(k, -k), theirs.update(k, -k)
-    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]) and got[0].shape == (1, 3, 79, 4)
-
-
-def test_sampling_keeps_its_cache_in_growing_layers(model_and_tokenizer):
-    model, tok = model_and_tokenizer
-    cache = TurnCache(tok.pad_token_id, [tok.eos_token_id])
-    prompt = tok("a prompt", add_special_tokens=False)["input_ids"]
-    cache.generate(model, [prompt] * 2, max_new_tokens=3, do_sample=False, eos_token_id=[tok.eos_token_id])
-    assert cache._cache.layers and all(type(layer) is GrowingLayer for layer in cache._cache.layers)
