@@ -36,7 +36,9 @@ def unpadded_prompts(prompt_part: torch.Tensor, prompt_mask: torch.Tensor) -> li
     return [row[mask.bool()].tolist() for row, mask in zip(prompt_part, prompt_mask, strict=True)]
 
 
-BUCKET_CALL_COST = 48  # positions a forward call is worth; measured: the CPU recipe's 16 rows cut into 3–4 buckets
+# Positions a forward call is worth. Chosen, not tuned: in a synthetic batch shaped like the CPU recipe's (2 groups of
+# 8, lengths 12–170) it cut each group into 3 buckets.
+BUCKET_CALL_COST = 48
 
 
 def score_shared_prompts(model, prompt_ids: list[list[int]], completion_ids: torch.Tensor,
@@ -62,7 +64,9 @@ def score_shared_prompts(model, prompt_ids: list[list[int]], completion_ids: tor
         head = torch.tensor([list(prompt[:-1])], device=device)
         with autocast():
             prompt_cache = model(input_ids=head, use_cache=True, logits_to_keep=1).cache
-        buckets = length_buckets([lengths[r] for r in rows], bucket_call_cost) if _is_plain_dynamic(prompt_cache) else [list(range(len(rows)))]
+        buckets = [list(range(len(rows)))]  # one bucket unless the cache can be read by several forwards
+        if _is_plain_dynamic(prompt_cache):
+            buckets = length_buckets([lengths[r] for r in rows], bucket_call_cost)
         for bucket in buckets:
             bucket_rows = [rows[i] for i in bucket]
             # One bucket takes the prompt's cache itself; several each read it expanded (no copy, same gradients).

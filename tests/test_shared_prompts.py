@@ -76,7 +76,8 @@ def test_student_pass_with_shared_prompts_equals_the_parents_padded_pass_values_
     model = _lora_model(tr)
     input_ids, attention_mask, completion_mask = _batch(tr)
     keep = completion_mask.size(1)
-    shared = _values_and_grads(model, tr._get_per_token_logps_and_entropies, input_ids, attention_mask, completion_mask)
+    shared = _values_and_grads(model, tr._get_per_token_logps_and_entropies, input_ids, attention_mask,
+                               completion_mask)
     plain = _values_and_grads(model, lambda *a, **k: GRPOTrainer._get_per_token_logps_and_entropies(tr, *a, **k),
                               input_ids, attention_mask, completion_mask)
     _assert_same(shared, plain, completion_mask)
