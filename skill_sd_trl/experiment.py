@@ -296,13 +296,30 @@ def cell_fingerprint(exp: Experiment, method: str, seed: int, level_seed: int) -
 
 #: Recipe keys a cell's result does not depend on: where it writes, and the train command's own final evaluation,
 #: which a cell never runs (the runner evaluates with the experiment's ``eval`` settings).
-_NO_EFFECT_ON_A_CELL = ("output_dir", "max_eval_samples")
+_NO_EFFECT_ON_A_CELL = ("output_dir", "max_eval_samples", "eval_batch_size")
+
+
+def _effective(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """``fingerprint`` with its recipe's keys that a cell does not depend on, or that hold their field's default,
+    left out: a recipe that writes ``lora_dropout: 0.05`` runs the same cell as one that leaves it at the default."""
+    defaults = _field_defaults()
+    recipe = {k: v for k, v in fingerprint["recipe"].items()
+              if k not in _NO_EFFECT_ON_A_CELL and not (k in defaults and defaults[k] == v)}
+    return {**fingerprint, "recipe": recipe}
+
+
+def _field_defaults() -> dict[str, Any]:
+    from dataclasses import MISSING, fields
+
+    from .recipe import train_types
+
+    return {f.name: f.default for t in train_types() for f in fields(t) if f.default is not MISSING}
 
 
 def check_fingerprint(exp: Experiment, method: str, seed: int, level_seed: int, stored: dict | None) -> None:
-    current = cell_fingerprint(exp, method, seed, level_seed)
+    current = _effective(cell_fingerprint(exp, method, seed, level_seed))
     if stored is not None:
-        stored = {**stored, "recipe": {k: v for k, v in stored["recipe"].items() if k not in _NO_EFFECT_ON_A_CELL}}
+        stored = _effective(stored)
     if stored is None or stored == current:
         return
     diff = sorted({k for k in set(stored["recipe"]) | set(current["recipe"])
@@ -317,7 +334,7 @@ def check_fingerprint(exp: Experiment, method: str, seed: int, level_seed: int, 
 #: model on the same levels, so (greedy) they share one step-0 evaluation. An unlisted key keeps cells apart.
 _TRAINING_ONLY = ("seed", "sdl_coef", "grpo_coef", "skill_source", "teacher_context", "teacher_sync_mode",
                   "rollout_policy", "skills_in_student_prompt", "use_vllm", "learning_rate", "summarizer",
-                  "summarizer_wait", "skill_granularity", "teacher_sync_steps", "max_steps")
+                  "summarizer_wait", "skill_granularity", "teacher_sync_steps", "max_steps", "lora_dropout")
 
 
 def base_eval_path(exp: Experiment, method: str, seed: int, level_seed: int) -> Path | None:

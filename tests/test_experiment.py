@@ -343,7 +343,15 @@ def test_fingerprint_ignores_what_a_cell_never_uses(tmp_path):
     exp = load_experiment(config)
     stored = cell_fingerprint(exp, "grpo", 0, 0)
     stored["recipe"]["max_eval_samples"] = 3  # the train command's final evaluation: a cell never runs it
+    stored["recipe"]["eval_batch_size"] = 5
     check_fingerprint(exp, "grpo", 0, 0, stored)
+    assert stored["recipe"]["lora_dropout"] == 0.05  # the shipped experiment writes trl's default out ...
+    del stored["recipe"]["lora_dropout"]  # ... which a cell stored before it did ran with, unwritten
+    check_fingerprint(exp, "grpo", 0, 0, stored)
+    stored["recipe"]["lora_dropout"] = 0.0  # not the default: another cell
+    with pytest.raises(ExperimentConfigError, match="differs in: lora_dropout"):
+        check_fingerprint(exp, "grpo", 0, 0, stored)
+    stored["recipe"]["lora_dropout"] = 0.05
     stored["recipe"]["learning_rate"] = 1.0  # this one changes the result
     with pytest.raises(ExperimentConfigError, match="differs in: learning_rate"):
         check_fingerprint(exp, "grpo", 0, 0, stored)
