@@ -127,12 +127,9 @@ def _positive_int(value, path, field_name: str, allow_none=False, allow_zero=Fal
 def _recipe_fields() -> set[str]:
     from dataclasses import fields
 
-    from trl import ModelConfig
+    from .recipe import train_types
 
-    from .config import SkillSDConfig
-    from .script_args import SkillSDScriptArguments
-
-    return {f.name for t in (SkillSDScriptArguments, SkillSDConfig, ModelConfig) for f in fields(t)} | {"env"}
+    return {f.name for t in train_types() for f in fields(t)} | {"env"}
 
 
 def _check_overrides(overrides, path, field_name: str, known: set[str]) -> dict[str, Any]:
