@@ -5,7 +5,8 @@ turn: the prompt, the model's earlier answers and the environment's observations
 it again every turn, and the G rollouts of a task encode the same prompt G times. On a CPU this prefill is about as
 costly as the tokens sampled (docs/benchmarks.md). :class:`TurnCache` instead
 
-- encodes each distinct prompt once on the first turn and shares its cache between the rows that use it;
+- encodes each distinct prompt once on the first turn and shares its cache between the rows that use it, and what
+  the distinct prompts have in common (the rules of a task family, the chat header) once for all of them;
 - keeps the cache after sampling, and on the next turn feeds only what each context added since (the last sampled
   token, the observation), dropping the rows of finished episodes.
 
@@ -87,19 +88,27 @@ class TurnCache:
         return rows
 
     def _fresh(self, model, contexts: list[list[int]], device):
-        """Left-padded contexts; each distinct one's cache (all but its last token) computed once and shared."""
+        """Each distinct context's cache (all but its last token) computed once and shared by the rows that use it;
+        the distinct contexts' common prefix (an environment's rules, a chat header) encoded once for all of them."""
         distinct = list(dict.fromkeys(tuple(c) for c in contexts))
-        width = max(len(c) for c in distinct)
-        ids = torch.tensor([[self.pad_token_id] * (width - len(c)) + list(c) for c in distinct], device=device)
-        mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in distinct], device=device)
+        shared = _shared_prefix_length(distinct)
+        prefix, suffixes = list(distinct[0][:shared]), [c[shared:] for c in distinct]
+        width = max(len(c) for c in suffixes)
+        # the prefix's columns, then the left-padded rest: padding columns sit between them, masked out
+        ids = torch.tensor([prefix + [self.pad_token_id] * (width - len(c)) + list(c) for c in suffixes], device=device)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(c)) + [1] * len(c) for c in suffixes], device=device)
         index = torch.tensor([distinct.index(tuple(c)) for c in contexts], device=device)
         cache = None
+        if shared:
+            cache = model(input_ids=ids[:1, :shared], use_cache=True, logits_to_keep=1).cache
+            cache.batch_select_indices(torch.zeros(len(distinct), dtype=torch.long, device=device))
         if width >= 2:
             positions = (mask.cumsum(1) - 1).clamp(min=0)
-            cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-                          use_cache=True, logits_to_keep=1).cache
-            if len(distinct) != len(contexts) or not torch.equal(index, torch.arange(len(contexts), device=device)):
-                cache.batch_select_indices(index)
+            cache = model(input_ids=ids[:, shared:-1], attention_mask=mask[:, :-1], position_ids=positions[:, shared:-1],
+                          cache=cache, use_cache=True, logits_to_keep=1).cache
+        if cache is not None and (len(distinct) != len(contexts)
+                                  or not torch.equal(index, torch.arange(len(contexts), device=device))):
+            cache.batch_select_indices(index)
         return ids[index], mask[index], cache
 
     def _extend(self, contexts: list[list[int]], rows: list[int], device):
@@ -115,3 +124,18 @@ class TurnCache:
         ids = torch.cat([self._ids[index].to(device), seg], dim=1)
         mask = torch.cat([self._mask[index].to(device), seg_mask.to(self._mask.dtype)], dim=1)
         return ids, mask, cache
+
+
+#: Fewest shared prompt tokens worth a forward of their own (below this, encoding them per context costs less).
+MIN_SHARED_PREFIX = 16
+
+
+def _shared_prefix_length(distinct: list[tuple[int, ...]]) -> int:
+    """How many leading tokens every distinct context shares, leaving each at least one token of its own; 0 when
+    there is one context or too little is shared."""
+    if len(distinct) < 2:
+        return 0
+    shortest = min(len(c) for c in distinct)
+    length = next((i for i in range(shortest) if len({c[i] for c in distinct}) > 1), shortest)
+    length = min(length, shortest - 1)
+    return length if length >= MIN_SHARED_PREFIX else 0

@@ -1,11 +1,13 @@
 """TurnCache (skill_sd_trl/turn_cache.py): multi-turn sampling that keeps each episode's KV cache between turns samples
 what plain generation samples, and encodes only what each context added."""
 
+import os
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from skill_sd_trl.turn_cache import TurnCache
+from skill_sd_trl.turn_cache import MIN_SHARED_PREFIX, TurnCache, _shared_prefix_length
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +31,12 @@ class ForwardSpy:
     """Counts the token columns each forward of the model reads."""
 
     def __init__(self, model):
-        self.widths = []
+        self.widths, self.rows = [], []
         self.handle = model.model.register_forward_pre_hook(self, with_kwargs=True)
 
     def __call__(self, module, args, kwargs):
         self.widths.append(kwargs["input_ids"].shape[1])
+        self.rows.append(kwargs["input_ids"].shape[0])
 
 
 def test_three_turns_with_early_ends_and_finished_episodes_sample_what_plain_generation_samples(model_and_tokenizer):
@@ -81,6 +84,39 @@ def test_prompts_are_encoded_once_and_later_turns_read_only_what_was_added(model
         assert spy.widths[0] == max(new_per_row) < len(contexts[0])
     finally:
         spy.handle.remove()
+
+
+def test_distinct_prompts_encode_their_common_prefix_once_and_sample_what_plain_generation_samples(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    pad, eos = tok.pad_token_id, [tok.eos_token_id]
+    rules = tok("the rules of the game, the same for every level: push each box onto a target square",
+                add_special_tokens=False)["input_ids"]
+    assert len(rules) >= MIN_SHARED_PREFIX
+    boards = [tok(t, add_special_tokens=False)["input_ids"] for t in (" level one", " the second level is longer", " 3")]
+    contexts = [rules + boards[0], rules + boards[1], rules + boards[1], rules + boards[2]]  # 3 distinct, one twice
+    shared = len(rules) + len(os.path.commonprefix(boards))
+    cache = TurnCache(pad, eos)
+    spy = ForwardSpy(model)
+    try:
+        got = cache.generate(model, contexts, max_new_tokens=5, do_sample=False, eos_token_id=eos)
+        # the common prefix once (one row), then each distinct prompt's own tokens but its last (three rows)
+        rest = max(len(c) for c in contexts) - shared
+        assert (spy.widths[:2], spy.rows[:2]) == ([shared, rest - 1], [1, 3])
+    finally:
+        spy.handle.remove()
+    assert got == _plain(model, contexts, 5, pad, eos)
+    added = tok(" then an observation", add_special_tokens=False)["input_ids"]
+    nxt = [c + a + added for c, a in zip(contexts, got)]
+    assert cache.generate(model, nxt, max_new_tokens=5, do_sample=False, eos_token_id=eos) == _plain(model, nxt, 5, pad,
+                                                                                                      eos)
+
+
+def test_shared_prefix_length_leaves_every_prompt_a_token_of_its_own():
+    long = tuple(range(40))
+    assert _shared_prefix_length([long]) == 0  # one prompt: nothing to share
+    assert _shared_prefix_length([long, long[:30] + (99,)]) == 30
+    assert _shared_prefix_length([long, long[:25]]) == 24  # a prompt that is the other's prefix keeps its last token
+    assert _shared_prefix_length([long, long[:MIN_SHARED_PREFIX - 1] + (99,)]) == 0  # too little to be worth a forward
 
 
 def test_a_context_that_does_not_extend_the_cache_is_encoded_afresh(model_and_tokenizer):
