@@ -20,6 +20,7 @@ everything is encoded afresh.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterable
 
 import torch
@@ -135,7 +136,5 @@ def _shared_prefix_length(distinct: list[tuple[int, ...]]) -> int:
     there is one context or too little is shared."""
     if len(distinct) < 2:
         return 0
-    shortest = min(len(c) for c in distinct)
-    length = next((i for i in range(shortest) if len({c[i] for c in distinct}) > 1), shortest)
-    length = min(length, shortest - 1)
+    length = min(len(os.path.commonprefix(distinct)), min(len(c) for c in distinct) - 1)
     return length if length >= MIN_SHARED_PREFIX else 0
