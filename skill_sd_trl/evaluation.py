@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write, atomic_write_json
-from .envs.registry import get_env_spec
+from .envs.registry import get_env_spec, task_window
 from .rollout import ModelBackend, RolloutLimits, play_episodes
 
 
@@ -86,6 +86,7 @@ def evaluate(
     split: str | None = None,
     env_options: Mapping[str, Any] | None = None,
     max_samples: int | None = None,
+    skip_samples: int = 0,
     batch_size: int = 8,
     limits: RolloutLimits | None = None,
     completion_budget: int = 1024,
@@ -95,13 +96,12 @@ def evaluate(
     tokenizer=None,
     progress: bool = True,
 ) -> EvalResult:
-    """Play one episode per task of ``env``'s ``split`` (greedy by default) and score Acc./Comp."""
+    """Play one episode per task of ``env``'s ``split`` (greedy by default) and score Acc./Comp.: the ``max_samples``
+    tasks after the first ``skip_samples`` (all of them by default)."""
     spec = get_env_spec(env)
     options = dict(env_options or {})
     split = split or spec.eval_split
-    dataset = spec.dataset(split, options)
-    if max_samples is not None:
-        dataset = dataset.select(range(min(max_samples, len(dataset))))
+    dataset = task_window(spec.dataset(split, options), skip_samples, max_samples)
     if model is None:
         model, tokenizer = load_for_eval(model_name_or_path)
     backend = ModelBackend(model, tokenizer, do_sample=do_sample, temperature=temperature)

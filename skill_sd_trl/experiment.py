@@ -471,7 +471,7 @@ def _make_curve_callback(trainer, script, spec: dict, cell_start: float):
                 train = None
                 if train_levels != 0:
                     train = evaluate(f"step {step}", split=script.train_split or env_spec.train_split, model=model,
-                                     max_samples=train_levels, **common)
+                                     max_samples=train_levels, skip_samples=script.skip_train_samples, **common)
             finally:
                 model.train(was_training)
             seconds = time.perf_counter() - start

@@ -28,9 +28,7 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
 
     spec = script.spec
     options = script.options()
-    train_dataset = spec.dataset(script.train_split or spec.train_split, options)
-    if script.max_train_samples is not None:
-        train_dataset = train_dataset.select(range(min(script.max_train_samples, len(train_dataset))))
+    train_dataset = script.train_tasks(spec.dataset(script.train_split or spec.train_split, options))
 
     if args.use_cpu or not _cuda_available():
         from .models import half_precision_cpu_warning

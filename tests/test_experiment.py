@@ -435,12 +435,12 @@ def test_evaluation_rows_say_how_the_episodes_ended(monkeypatch):
     calls = []
 
     def fake_evaluate(name, split, model, max_samples, **kwargs):  # stands in for greedy episodes of a real model
-        calls.append((split, max_samples))
+        calls.append((split, max_samples, kwargs.get("skip_samples", 0)))
         episodes = test_eps if split == "test" else train_eps
         return evaluation.summarize(name, "sokoban", split, episodes)
 
     monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
-    script = EnvArguments(env_name="sokoban", env_preset="tiny", max_train_samples=2)
+    script = EnvArguments(env_name="sokoban", env_preset="tiny", max_train_samples=2, skip_train_samples=3)
     trainer = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=torch.nn.Linear(1, 1),
                               args=SimpleNamespace(max_completion_length=64), processing_class=None)
     spec = {"eval": {"test_levels": 4, "train_levels": None, "batch_size": 4, "greedy": True, "temperature": 1.0},

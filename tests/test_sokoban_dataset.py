@@ -144,3 +144,22 @@ def test_compact_prompt_carries_the_same_board_in_fewer_words():
     assert len(compact["prompt"][0]["content"]) < 0.5 * len(full["prompt"][0]["content"])
     with pytest.raises(ValueError, match="prompt_style='terse'"):
         make_sokoban_dataset("small", "train", seed=0, prompt_style="terse")
+
+
+def test_a_recipe_selects_a_window_of_the_curriculum():
+    """skip_train_samples then max_train_samples: the training tasks of a recipe, and the same tasks for its train
+    Acc.; the default keeps the split's first tasks, as before the option existed."""
+    from skill_sd_trl.envs.arguments import EnvArguments
+
+    split = make_sokoban_dataset("small", "train", seed=0)
+    window = EnvArguments(env_preset="small", max_train_samples=16, skip_train_samples=16).train_tasks(split)
+    assert list(window["task_id"]) == list(split["task_id"])[16:32]
+    assert min(window["solution_length"]) >= max(split.select(range(16))["solution_length"])  # harder or equal
+    first = EnvArguments(env_preset="small", max_train_samples=16).train_tasks(split)
+    assert list(first["task_id"]) == list(split["task_id"])[:16]
+    rest = EnvArguments(env_preset="small", skip_train_samples=60).train_tasks(split)
+    assert list(rest["task_id"]) == list(split["task_id"])[60:]  # no max: to the end
+    with pytest.raises(ValueError, match=r"skip_train_samples=64 skips the whole training split \(64 tasks\)"):
+        EnvArguments(env_preset="small", skip_train_samples=64).train_tasks(split)
+    with pytest.raises(ValueError, match=r"skip_train_samples=-1: must be an integer >= 0"):
+        EnvArguments(env_preset="small", skip_train_samples=-1)

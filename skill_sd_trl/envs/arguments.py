@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import RolloutLimits
-from .registry import ENV_NAMES, EnvSpec, get_env_spec
+from .registry import ENV_NAMES, EnvSpec, get_env_spec, task_window
 
 
 @dataclass
@@ -41,6 +41,11 @@ class EnvArguments:
     train_split: str | None = field(default=None, metadata={"help": "Training split (default: the env's)."})
     eval_split: str | None = field(default=None, metadata={"help": "Evaluation split (default: the env's)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training tasks."})
+    skip_train_samples: int = field(
+        default=0,
+        metadata={"help": "Skip the first N training tasks, then take max_train_samples. Sokoban's train split is "
+                          "ordered shortest solution first, so this trains on harder levels."},
+    )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on only the first N tasks."})
     max_turns: int | None = field(default=None, metadata={"help": "Max agent turns per episode (default: the env's)."})
     max_new_tokens_per_turn: int | None = field(
@@ -55,6 +60,9 @@ class EnvArguments:
         if self.env_name not in ENV_NAMES:
             raise ValueError(f"env_name={self.env_name!r} is not valid; choose one of "
                              f"{', '.join(map(repr, ENV_NAMES))}.")
+        if not isinstance(self.skip_train_samples, int) or self.skip_train_samples < 0:
+            raise ValueError(f"skip_train_samples={self.skip_train_samples!r}: must be an integer >= 0 "
+                             "(0 keeps the training split from its first task).")
 
     @property
     def spec(self) -> EnvSpec:
@@ -65,6 +73,13 @@ class EnvArguments:
         return {"preset": self.env_preset, "seed": self.env_seed, "server_url": self.env_server_url,
                 "reward_mode": self.env_reward_mode, "lenient_actions": self.env_lenient_actions or None,
                 "prompt_style": self.env_prompt_style}
+
+    def train_tasks(self, dataset):
+        """The training tasks a recipe selects: ``skip_train_samples`` skipped, then at most ``max_train_samples``."""
+        if self.skip_train_samples >= len(dataset):
+            raise ValueError(f"skip_train_samples={self.skip_train_samples} skips the whole training split "
+                             f"({len(dataset)} tasks): lower it.")
+        return task_window(dataset, self.skip_train_samples, self.max_train_samples)
 
     def limits(self) -> RolloutLimits:
         """The recipe's rollout limits, the environment's defaults where the recipe sets none."""

@@ -90,6 +90,12 @@ _BUILDERS: dict[str, Callable[[], EnvSpec]] = {
 ENV_NAMES = tuple(_BUILDERS)
 
 
+def task_window(dataset, skip: int = 0, count: int | None = None):
+    """The ``count`` tasks of ``dataset`` after its first ``skip`` (all the rest when ``count`` is None)."""
+    end = len(dataset) if count is None else skip + count
+    return dataset.select(range(min(skip, len(dataset)), min(end, len(dataset))))
+
+
 def get_env_spec(name: str) -> EnvSpec:
     """The spec of a named environment; a clear error lists the known names."""
     if name not in _BUILDERS:
