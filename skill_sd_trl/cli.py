@@ -22,7 +22,7 @@ commands:
   eval       evaluate models:      skill-sd-trl eval --config recipes/sokoban/skill_sd_cpu.yaml --model smollm2-135m-sokoban-base outputs/run
   report     training curves:      skill-sd-trl report outputs/run
   show-bank  print a skill bank:   skill-sd-trl show-bank outputs/run/skill_bank.json
-  experiment methods x seeds:      skill-sd-trl experiment --config recipes/sokoban/experiment_cpu.yaml [--methods grpo,skill_sd]
+  experiment methods x seeds:      skill-sd-trl experiment --config recipes/sokoban/experiments/experiment_cpu.yaml [--methods grpo,skill_sd]
 """
 
 

@@ -1,8 +1,8 @@
 """Learning experiments: a matrix of methods × seeds × level sets, trained at equal optimizer steps, then aggregated.
 
-``skill-sd-trl experiment --config recipes/sokoban/experiment_cpu.yaml`` reads an *experiment* YAML (not a train
-recipe): a base train recipe whose fields are every cell's defaults, named methods (recipe overrides), seeds, level
-seeds, ``max_steps``, ``eval_every`` and evaluation settings. Each cell (method, seed, level seed) trains in its own
+``skill-sd-trl experiment --config recipes/sokoban/experiments/experiment_cpu.yaml`` reads an *experiment* YAML (not a
+train recipe): a base train recipe whose fields are every cell's defaults, named methods (recipe overrides), seeds,
+level seeds, ``max_steps``, ``eval_every`` and evaluation settings. Each cell (method, seed, level seed) trains in its own
 ``python -m skill_sd_trl.experiment run-cell <cell dir>`` process, so its peak memory and RNG are its own; every
 ``eval_every`` steps (and at step 0, the base model) a callback evaluates the student greedily, with the plain prompt,
 on the held-out test levels and on the training tasks. A finished cell writes ``result.json`` atomically; a re-run
@@ -1010,7 +1010,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="skill-sd-trl experiment",
         description="Train a matrix of methods × seeds × level seeds at equal optimizer steps, then aggregate "
                     "(docs/experiments.md).")
-    p.add_argument("--config", required=True, help="Experiment YAML, e.g. recipes/sokoban/experiment_cpu.yaml.")
+    p.add_argument("--config", required=True,
+                   help="Experiment YAML, e.g. recipes/sokoban/experiments/experiment_cpu.yaml.")
     p.add_argument("--methods", help="Comma-separated method names (default: the config's default_methods).")
     p.add_argument("--seeds", help="Comma-separated training seeds (default: the config's seeds).")
     p.add_argument("--level-seeds", help="Comma-separated Sokoban level-set seeds, env_seed (default: the config's).")

@@ -339,8 +339,7 @@ def test_cli_lists_the_experiment_command(capsys):
 def test_fingerprint_ignores_what_a_cell_never_uses(tmp_path):
     from skill_sd_trl.experiment import ExperimentConfigError, cell_fingerprint, check_fingerprint, load_experiment
 
-    config = Path(__file__).resolve().parent.parent / "recipes" / "sokoban" / "experiments" / "experiment_cpu.yaml"
-    exp = load_experiment(config)
+    exp = load_experiment(SHIPPED_DROPOUT)
     stored = cell_fingerprint(exp, "grpo", 0, 0)
     stored["recipe"]["max_eval_samples"] = 3  # the train command's final evaluation: a cell never runs it
     stored["recipe"]["eval_batch_size"] = 5
@@ -382,16 +381,20 @@ def test_cell_threads_split_the_cores_unless_the_thread_count_is_set():
 
 
 SHIPPED_CTX = SHIPPED.with_name("experiment_cpu_ctx.yaml")
+SHIPPED_DROPOUT = SHIPPED.with_name("experiment_cpu_dropout0.05.yaml")
+SHIPPED_HARDER = SHIPPED.with_name("experiment_cpu_harder.yaml")
 
 
-@pytest.mark.parametrize("config, folder", [(SHIPPED, "sokoban_cpu"), (SHIPPED_CTX, "sokoban_cpu_ctx")])
+@pytest.mark.parametrize("config, folder", [(SHIPPED, "sokoban_cpu"), (SHIPPED_DROPOUT, "sokoban_cpu_dropout0.05"),
+                                            (SHIPPED_CTX, "sokoban_cpu_ctx"),
+                                            (SHIPPED_HARDER, "sokoban_cpu_harder")])
 def test_committed_cells_match_the_shipped_experiment(config, folder):
     """bench/results holds finished cells of the shipped CPU experiments: changing an experiment must not leave them
     silently stale (the runner would refuse them; this says so at once, in CI)."""
     exp = ex.load_experiment(config)
     results = sorted((ROOT / "bench" / "results" / folder / "cells").glob("*/*/result.json"))
     assert exp.output_dir == Path("bench/results") / folder  # relative to the repository root
-    if config == SHIPPED:
+    if config in (SHIPPED, SHIPPED_DROPOUT):
         assert results
     for path in results:
         r = json.loads(path.read_text())
@@ -399,20 +402,28 @@ def test_committed_cells_match_the_shipped_experiment(config, folder):
         assert r["final"]["step"] == exp.max_steps and r["machine"]["cpus"] >= 1
 
 
-def test_the_context_experiment_changes_only_the_model():
-    """experiment_cpu_ctx.yaml is experiment_cpu.yaml from another base: every shared cell trains the same recipe but
-    for the model, and every other setting of the experiment is the same."""
-    plain, ctx = ex.load_experiment(SHIPPED), ex.load_experiment(SHIPPED_CTX)
-    assert set(ctx.methods) <= set(plain.methods) and {"grpo", "skill_sd"} <= set(ctx.methods)
-    for method in ctx.methods:
-        a = ex.cell_recipe(plain, method, 0, 0, Path("."))
-        b = ex.cell_recipe(ctx, method, 0, 0, Path("."))
-        assert a.pop("model_name_or_path") == "smollm2-135m-sokoban-base"
-        assert b.pop("model_name_or_path") == "smollm2-135m-sokoban-base-ctx"
+@pytest.mark.parametrize("base, variant, changed", [
+    (SHIPPED, SHIPPED_DROPOUT, {"lora_dropout": (0.0, 0.05)}),
+    (SHIPPED, SHIPPED_HARDER, {"skip_train_samples": (None, 32)}),
+    (SHIPPED_DROPOUT, SHIPPED_CTX, {"model_name_or_path": ("smollm2-135m-sokoban-base",
+                                                           "smollm2-135m-sokoban-base-ctx")}),
+])
+def test_each_shipped_variant_changes_one_setting(base, variant, changed):
+    """experiment_cpu_dropout0.05.yaml is experiment_cpu.yaml as its committed cells ran (LoRA dropout 0.05);
+    experiment_cpu_harder.yaml trains on harder levels; experiment_cpu_ctx.yaml starts from another base. Every cell
+    they share with the file they come from trains the same recipe but for that one setting, and every other setting
+    of the experiment is the same."""
+    a_exp, b_exp = ex.load_experiment(base), ex.load_experiment(variant)
+    assert set(b_exp.methods) <= set(a_exp.methods) and {"grpo", "skill_sd"} <= set(b_exp.methods)
+    for method in b_exp.methods:
+        a = ex.cell_recipe(a_exp, method, 0, 0, Path("."))
+        b = ex.cell_recipe(b_exp, method, 0, 0, Path("."))
+        for key, (before, after) in changed.items():
+            assert (a.pop(key, None), b.pop(key, None)) == (before, after), key
         a.pop("output_dir"), b.pop("output_dir")
         assert a == b, method
     for field in ("seeds", "level_seeds", "max_steps", "eval_every", "eval", "reference_method", "summarizer_wait"):
-        assert getattr(plain, field) == getattr(ctx, field), field
+        assert getattr(a_exp, field) == getattr(b_exp, field), field
 
 
 def _episode(success: bool, turns_valid: list[bool], stop: str) -> dict:
@@ -448,7 +459,7 @@ def test_evaluation_rows_say_how_the_episodes_ended(monkeypatch):
     callback = ex._make_curve_callback(trainer, script, spec, cell_start=0.0)
     callback._evaluate(5)
     row = callback.evals[-1]
-    assert calls == [("test", 4), ("train", 2)]
+    assert calls == [("test", 4, 0), ("train", 2, 3)]  # train Acc. on the tasks trained on: 2 after the first 3
     assert row["test_acc"] == 25.0 and row["train_acc"] == 100.0
     test_env, train_env = row["test_env"], row["train_env"]
     assert test_env["env/sokoban/acc"] == 0.25 and train_env["env/sokoban/acc"] == 1.0
