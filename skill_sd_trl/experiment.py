@@ -43,7 +43,7 @@ CURVE_TIME_FILE = "test_acc_vs_time.png"
 DIAGNOSTICS_FILE = "diagnostics.png"
 
 # Experiment-level keys of the YAML file (anything else is a typo: fail with a suggestion).
-EXPERIMENT_KEYS = ("base_recipe", "overrides", "methods", "default_methods", "reference_method", "seeds",
+EXPERIMENT_KEYS = ("extends", "base_recipe", "overrides", "methods", "default_methods", "reference_method", "seeds",
                    "level_seeds", "max_steps", "eval_every", "eval", "summarizer_wait", "output_dir")
 EVAL_KEYS = ("test_levels", "train_levels", "greedy", "temperature", "batch_size")
 # Recipe fields the experiment itself sets per cell: a method or the shared overrides may not change them.
@@ -148,13 +148,19 @@ def _check_overrides(overrides, path, field_name: str, known: set[str]) -> dict[
     return dict(overrides)
 
 
-def load_experiment(path: str | os.PathLike) -> Experiment:
-    """Read and check an experiment YAML; every error is one line naming the field."""
+def _read_experiment(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Path]:
+    """An experiment file's mapping, with what it ``extends`` filled in, and the folder its ``base_recipe`` is relative
+    to (the folder of the file that names it).
+
+    A file that ``extends: parent.yaml`` (relative to the current folder, else to its own folder) takes every key of
+    the parent it does not set, except ``output_dir``, which is its own; ``overrides`` merge, the child's keys winning.
+    """
     import yaml
 
-    path = Path(path)
     if not path.is_file():
         raise ExperimentConfigError(f"experiment config {str(path)!r} not found.")
+    if path.resolve() in chain:
+        _fail(chain[0], "extends", f"{str(path)!r} extends itself (through {' -> '.join(p.name for p in chain)})")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
@@ -167,6 +173,29 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
             close = difflib.get_close_matches(str(key), EXPERIMENT_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             _fail(path, str(key), f"unknown experiment key{hint}; known: {', '.join(EXPERIMENT_KEYS)}")
+    recipe_dir = path.resolve().parent
+    parent_name = data.pop("extends", None)
+    if parent_name is None:
+        return data, recipe_dir
+    if not isinstance(parent_name, str) or not parent_name:
+        _fail(path, "extends", f"must be the path of another experiment file, got {parent_name!r}")
+    candidates = [Path(parent_name)] if Path(parent_name).is_absolute() else [Path.cwd() / parent_name,
+                                                                               recipe_dir / parent_name]
+    parent_path = next((c for c in candidates if c.is_file()), candidates[-1])
+    parent, parent_recipe_dir = _read_experiment(parent_path, (*chain, path.resolve()))
+    parent.pop("output_dir", None)  # never inherited: a variant writing into its parent's cells would mix them
+    merged = {**parent, **data}
+    if isinstance(parent.get("overrides"), dict) and isinstance(data.get("overrides"), dict):
+        merged["overrides"] = {**parent["overrides"], **data["overrides"]}
+    return merged, (recipe_dir if "base_recipe" in data else parent_recipe_dir)
+
+
+def load_experiment(path: str | os.PathLike) -> Experiment:
+    """Read and check an experiment YAML; every error is one line naming the field."""
+    import yaml
+
+    path = Path(path)
+    data, recipe_dir = _read_experiment(path, ())
     for key in ("base_recipe", "methods", "seeds", "max_steps", "eval_every"):
         if key not in data:
             _fail(path, key, "is required")
@@ -175,7 +204,7 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     if not isinstance(base, str) or not base:
         _fail(path, "base_recipe", f"must be the path of a train recipe, got {base!r}")
     # relative to the current folder (commands run from the repository root), else to the experiment file's folder
-    candidates = [Path(base)] if Path(base).is_absolute() else [Path.cwd() / base, path.resolve().parent / base]
+    candidates = [Path(base)] if Path(base).is_absolute() else [Path.cwd() / base, recipe_dir / base]
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         looked = ", ".join(str(c.parent) for c in candidates)

@@ -310,6 +310,33 @@ def test_bad_configs_fail_with_one_line_naming_the_field(tmp_path, tiny_model_pa
     assert not (tmp_path / "out" / "cells").exists()  # nothing trained
 
 
+def test_an_experiment_extends_another(tmp_path, tiny_model_path):
+    """``extends``: every key of the parent the child does not set, ``overrides`` merged (the child's win), the
+    parent's base_recipe resolved from the parent's folder, ``output_dir`` never inherited; loops and missing parents
+    fail in one line."""
+    parent = tiny_config(tmp_path, tiny_model_path, seeds=[0, 1, 2], default_methods=["grpo"])
+    (tmp_path / "variants").mkdir()
+    child = tmp_path / "variants" / "child.yaml"
+    child.write_text(yaml.safe_dump({"extends": str(parent), "overrides": {"learning_rate": 1.0e-5, "max_turns": 1},
+                                     "seeds": [4]}), encoding="utf-8")
+    a, b = ex.load_experiment(parent), ex.load_experiment(child)
+    assert b.overrides == {**a.overrides, "learning_rate": 1.0e-5, "max_turns": 1}
+    assert b.seeds == [4] and a.seeds == [0, 1, 2]
+    assert (b.methods, b.default_methods, b.max_steps, b.eval, b.base_recipe) == (
+        a.methods, a.default_methods, a.max_steps, a.eval, a.base_recipe)
+    assert b.output_dir == Path("outputs/experiments/child") != a.output_dir
+    grandchild = tmp_path / "variants" / "grandchild.yaml"
+    grandchild.write_text(yaml.safe_dump({"extends": "child.yaml", "overrides": {"max_turns": 3}}), encoding="utf-8")
+    c = ex.load_experiment(grandchild)  # resolved from its own folder; merges down the chain
+    assert c.overrides == {**a.overrides, "learning_rate": 1.0e-5, "max_turns": 3} and c.seeds == [4]
+    child.write_text(yaml.safe_dump({"extends": "grandchild.yaml"}), encoding="utf-8")
+    with pytest.raises(ex.ExperimentConfigError, match=r"extends: .*grandchild.yaml' extends itself"):
+        ex.load_experiment(grandchild)
+    child.write_text(yaml.safe_dump({"extends": "nowhere.yaml"}), encoding="utf-8")
+    with pytest.raises(ex.ExperimentConfigError, match=r"nowhere.yaml' not found"):
+        ex.load_experiment(child)
+
+
 def test_shipped_cpu_experiment_defines_the_paper_rows_and_every_method_parses():
     exp = ex.load_experiment(SHIPPED)
     assert exp.base_recipe == (ROOT / "recipes" / "sokoban" / "skill_sd_cpu.yaml").resolve()
