@@ -35,10 +35,10 @@ def main(argv=None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from skill_sd_trl.config import DEFAULT_SKILL_TEMPLATE
+    from skill_sd_trl.method.config import DEFAULT_SKILL_TEMPLATE
     from skill_sd_trl.envs.sokoban.dataset import _level_pool, _resolve_preset, build_prompt
     from skill_sd_trl.models import resolve_model
-    from skill_sd_trl.prompts import add_context_to_prompt
+    from skill_sd_trl.rollout.prompts import add_context_to_prompt
     from skill_sd_trl.skills.schema import Skill
 
     from context_probe import answer_logps, prompt_token_ids  # bench/ is the script's folder, first on sys.path

@@ -3,7 +3,7 @@
     python bench/context_probe.py --models smollm2-135m-sokoban-base,smollm2-135m-sokoban-base-ctx [--levels 64]
 
 For each model and each prompt kind (plain; a solved-episode skill; the reference solution, both rendered exactly as
-the trainer renders the teacher's context, see ``skill_sd_trl.warmstart.demonstration_prompt``) on the held-out test
+the trainer renders the teacher's context, see ``skill_sd_trl.models.warmstart.demonstration_prompt``) on the held-out test
 levels of a Sokoban preset:
 
 * the mean log-probability per token of the level's optimal answer (``<answer>...</answer>``): how much more the
@@ -43,7 +43,7 @@ def probe(model_name: str, levels, max_steps: int, prompt_style: str, kinds, max
     from skill_sd_trl.envs.sokoban.render import format_actions, parse_actions
     from skill_sd_trl.envs.sokoban.rules import apply_moves
     from skill_sd_trl.models import resolve_model
-    from skill_sd_trl.warmstart import demonstration_prompt
+    from skill_sd_trl.models.warmstart import demonstration_prompt
 
     path = resolve_model(model_name)
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -18,8 +18,8 @@ def main(argv):
     import torch
 
     from skill_sd_trl.cli import parse_train_args
-    from skill_sd_trl.evaluation import load_for_eval
-    from skill_sd_trl.rollout import ModelBackend, play_episodes
+    from skill_sd_trl.app.evaluation import load_for_eval
+    from skill_sd_trl.rollout.multi_turn import ModelBackend, play_episodes
 
     json_path = None
     if "--json" in argv:

@@ -230,8 +230,8 @@ def run_worker(args) -> dict[str, Any]:
     from trl import GRPOConfig, GRPOTrainer
 
     from skill_sd_trl import SkillSDConfig, SkillSDTrainer
-    from skill_sd_trl.config import DEFAULT_SKILL_TEMPLATE
-    from skill_sd_trl.prompts import add_context_to_prompt
+    from skill_sd_trl.method.config import DEFAULT_SKILL_TEMPLATE
+    from skill_sd_trl.rollout.prompts import add_context_to_prompt
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda was asked for, but torch sees no CUDA device.")
@@ -303,7 +303,7 @@ def _prompt_tokens(tokenizer, messages) -> int:
 def prepare_model(name: str, workdir: Path) -> str:
     """A local folder for ``name`` (converted/saved once, before any timed run)."""
     if name == "tiny":
-        from skill_sd_trl.tiny import save_tiny_model
+        from skill_sd_trl.models.tiny import save_tiny_model
 
         return save_tiny_model(workdir / "tiny")
     if name == "smollm2":

@@ -33,8 +33,8 @@ def timed(obj, name, label, totals, calls):
 def main(argv):
     from skill_sd_trl.cli import parse_train_args
     from skill_sd_trl.envs.sokoban.env import SokobanEnv
-    from skill_sd_trl.rollout import TrainerBackend
-    from skill_sd_trl.train import build_trainer
+    from skill_sd_trl.rollout.multi_turn import TrainerBackend
+    from skill_sd_trl.app.train import build_trainer
 
     if "--output_dir" not in argv:
         argv = [*argv, "--output_dir", tempfile.mkdtemp(prefix="step-profile-")]

@@ -5,7 +5,7 @@ Markers replaced in the Markdown of any page (``hooks: [docs/hooks.py]`` in ``mk
 - ``<!-- CONFIG_REFERENCE -->``: one section per field that :class:`~skill_sd_trl.SkillSDConfig` adds to
   ``trl.GRPOConfig`` (type, default, choices, help), read from the dataclass itself.
 - ``<!-- SCRIPT_ARGS_REFERENCE -->``: the same for the recipe-only options of the ``train`` command
-  (``skill_sd_trl.script_args.SkillSDScriptArguments``: environment, skill pipeline, evaluation).
+  (``skill_sd_trl.app.script_args.SkillSDScriptArguments``: environment, skill pipeline, evaluation).
 - ``<!-- RECIPES_TABLE -->``: the recipe files found under ``recipes/`` at build time, one table per environment,
   with each recipe's description (its first comment line) and the Skill-SD settings it chooses; ``accelerate``
   launcher configurations found there get their own table.
@@ -66,14 +66,14 @@ def new_config_fields() -> list[dataclasses.Field]:
     """The dataclass fields of ``SkillSDConfig`` that ``GRPOConfig`` does not have, in declaration order."""
     from trl import GRPOConfig
 
-    config = _import("skill_sd_trl.config")
+    config = _import("skill_sd_trl.method.config")
     parent = {f.name for f in dataclasses.fields(GRPOConfig)}
     return [f for f in dataclasses.fields(config.SkillSDConfig) if f.name not in parent]
 
 
 def script_args_fields() -> list[dataclasses.Field]:
     """The fields of the ``train`` command's script arguments (recipe-only options), in declaration order."""
-    return list(dataclasses.fields(_import("skill_sd_trl.script_args").SkillSDScriptArguments))
+    return list(dataclasses.fields(_import("skill_sd_trl.app.script_args").SkillSDScriptArguments))
 
 
 def _type_name(field: dataclasses.Field) -> str:
@@ -168,7 +168,7 @@ def config_reference_markdown() -> str:
     intro = (
         f"`SkillSDConfig` subclasses `trl.GRPOConfig`: it accepts all {len(dataclasses.fields(GRPOConfig))} "
         f"`GRPOConfig` fields unchanged and adds the {len(fields)} fields below (generated from "
-        "`skill_sd_trl/config.py` when this site was built)."
+        "`skill_sd_trl/method/config.py` when this site was built)."
     )
     return intro + "\n\n" + fields_reference_markdown(fields, "SkillSDConfig")
 
@@ -178,7 +178,7 @@ def script_args_reference_markdown() -> str:
     fields = script_args_fields()
     intro = (
         f"The {len(fields)} options below exist only in recipes and on the `train` command line "
-        "(`SkillSDScriptArguments`, generated from `skill_sd_trl/script_args.py` when this site was built)."
+        "(`SkillSDScriptArguments`, generated from `skill_sd_trl/app/script_args.py` when this site was built)."
     )
     return intro + "\n\n" + fields_reference_markdown(fields, "SkillSDScriptArguments")
 

@@ -5,15 +5,13 @@ Top-level names are imported lazily, so that light modules (environments, skills
 
 from importlib import import_module
 
-from . import warmstart as _warmstart  # noqa: F401  (registers the calibrated bases as model aliases; stdlib only)
-
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "SkillSDConfig": ".config",
-    "SkillSDTrainer": ".trainer",
-    "sdl_per_token": ".losses",
-    "masked_mean": ".losses",
+    "SkillSDConfig": ".method.config",
+    "SkillSDTrainer": ".method.trainer",
+    "sdl_per_token": ".method.losses",
+    "masked_mean": ".method.losses",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -13,7 +13,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .recipe import check_recipe, config_path, parse, parser, parse_train_args, train_types  # noqa: F401
+from .app.recipe import check_recipe, config_path, parse, parser, parse_train_args, train_types  # noqa: F401
 
 USAGE = """skill-sd-trl <command> [options]
 
@@ -56,7 +56,7 @@ def train_help() -> str:
     from trl import GRPOConfig
 
     from .envs.arguments import EnvArguments
-    from .script_args import SkillSDScriptArguments
+    from .app.script_args import SkillSDScriptArguments
 
     types = train_types()
     by_name = {f.name: f for t in types for f in fields(t)}
@@ -86,7 +86,7 @@ def train_help() -> str:
 
 
 def train_main(argv: list[str]) -> int:
-    from .train import TrainingInterrupted, run_train
+    from .app.train import TrainingInterrupted, run_train
 
     if "--help-all" in argv:
         from trl import TrlParser
@@ -112,7 +112,7 @@ def train_main(argv: list[str]) -> int:
 def eval_main(argv: list[str]) -> int:
     """Evaluate models on one environment: the flags (or a train recipe via ``--config``) of :class:`EnvArguments`."""
     from .envs.arguments import EnvArguments
-    from .evaluation import EvalArguments, evaluate, format_table, load_for_eval, write_results
+    from .app.evaluation import EvalArguments, evaluate, format_table, load_for_eval, write_results
     from .models import ModelNotFoundError, require_available, resolve_model
 
     recipe = config_path(argv)
@@ -142,7 +142,7 @@ def eval_main(argv: list[str]) -> int:
 
 
 def report_main(argv: list[str]) -> int:
-    from .report import write_report
+    from .app.report import write_report
 
     p = argparse.ArgumentParser(prog="skill-sd-trl report", description="Training curves as PNG from a run's logs.")
     p.add_argument("run_dir", help="A training output folder (with trainer_state.json, or a checkpoint-* inside).")

@@ -9,7 +9,7 @@ from __future__ import annotations
 def env_reward(completions, env_reward=None, **kwargs) -> list[float]:
     """The environment's own episode return (e.g. Sokoban's shaped reward)."""
     if env_reward is None:
-        raise ValueError("env_reward needs the rollout_func's `env_reward` key; use skill_sd_trl.rollout.MultiTurnRollout.")
+        raise ValueError("env_reward needs the rollout_func's `env_reward` key; use skill_sd_trl.rollout.multi_turn.MultiTurnRollout.")
     return [float(r) for r in env_reward]
 
 

@@ -15,7 +15,7 @@ from peft import LoraConfig  # noqa: E402
 from skill_sd_trl import SkillSDConfig, SkillSDTrainer  # noqa: E402
 from skill_sd_trl.envs.sokoban import SokobanEnv, make_sokoban_dataset  # noqa: E402
 from skill_sd_trl.rewards import env_reward  # noqa: E402
-from skill_sd_trl.rollout import MultiTurnRollout, RolloutLimits  # noqa: E402
+from skill_sd_trl.rollout.multi_turn import MultiTurnRollout, RolloutLimits  # noqa: E402
 from skill_sd_trl.skills.bank import SkillBank  # noqa: E402
 from skill_sd_trl.skills.callback import SkillSummarizerCallback  # noqa: E402
 from skill_sd_trl.skills.summarizers import ExperienceSummarizer  # noqa: E402

@@ -8,7 +8,7 @@ import torch
 
 from skill_sd_trl import SkillSDTrainer
 from skill_sd_trl.envs.base import EpisodeScore, StepResult, TextEnv
-from skill_sd_trl.rollout import MultiTurnRollout, RolloutLimits
+from skill_sd_trl.rollout.multi_turn import MultiTurnRollout, RolloutLimits
 from skill_sd_trl.rewards import env_reward
 
 from _spies import record_teacher_prompts

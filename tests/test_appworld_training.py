@@ -8,7 +8,7 @@ from skill_sd_trl import SkillSDTrainer
 from skill_sd_trl.envs.appworld import OfflineAppWorldEnv, make_offline_appworld_dataset
 from skill_sd_trl.envs.appworld.offline.server import OfflineAppWorldServer
 from skill_sd_trl.rewards import completion_reward
-from skill_sd_trl.rollout import MultiTurnRollout, RolloutLimits
+from skill_sd_trl.rollout.multi_turn import MultiTurnRollout, RolloutLimits
 
 from _trainer_utils import config, lora
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from skill_sd_trl.cli import main
-from skill_sd_trl.evaluation import EvalResult, format_table, results_table, summarize
+from skill_sd_trl.app.evaluation import EvalResult, format_table, results_table, summarize
 
 RECIPE = str(Path(__file__).resolve().parent.parent / "recipes" / "sokoban" / "skill_sd_cpu.yaml")
 
@@ -51,7 +51,7 @@ def test_eval_puts_several_checkpoints_side_by_side(trained_run, tiny_model_path
 
 
 def test_eval_with_a_train_recipe_uses_its_environment_levels_and_limits(monkeypatch, tiny_model_path, capsys):
-    from skill_sd_trl import evaluation
+    from skill_sd_trl.app import evaluation
 
     calls = []
 
@@ -160,7 +160,7 @@ def test_report_panels_are_legible_with_integer_steps_and_the_evaluation_bars(tm
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from skill_sd_trl.report import plot_evaluation, plot_panel, write_report
+    from skill_sd_trl.app.report import plot_evaluation, plot_panel, write_report
 
     fig, ax = plt.subplots()
     same = ([1, 2, 3], [0.5, 0.5, 0.5])  # two runs that overlap exactly must still both be visible
@@ -237,26 +237,26 @@ def test_train_warns_about_bfloat16_on_a_cpu_without_its_kernels(tmp_path, monke
                         lambda dtype: real(dtype, cpuinfo="flags : fpu avx2\n"))  # an AVX2-only CPU
     args = ["train", "--config", RECIPE, "--tiny_model", "true", "--output_dir", str(tmp_path / "run"),
             "--max_steps", "1", "--max_train_samples", "1"]  # stops at the (later) training-set check
-    with caplog.at_level("WARNING", logger="skill_sd_trl.train"), pytest.raises(ValueError, match="max_train_samples"):
+    with caplog.at_level("WARNING", logger="skill_sd_trl.app.train"), pytest.raises(ValueError, match="max_train_samples"):
         main(args + ["--dtype", "bfloat16"])
     assert "dtype: bfloat16 on a CPU without avx512_bf16 or amx_bf16" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="skill_sd_trl.train"), pytest.raises(ValueError, match="max_train_samples"):
+    with caplog.at_level("WARNING", logger="skill_sd_trl.app.train"), pytest.raises(ValueError, match="max_train_samples"):
         main(args)  # the recipe's float32: no warning
     assert "on a CPU without" not in caplog.text
 
 
 def test_summarizer_prompt_override_from_recipe_reaches_the_llm_summarizer(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    from skill_sd_trl.script_args import SkillSDScriptArguments
-    from skill_sd_trl.train import _make_summarizer
+    from skill_sd_trl.app.script_args import SkillSDScriptArguments
+    from skill_sd_trl.app.train import _make_summarizer
 
     template = tmp_path / "prompt.txt"
     template.write_text("Summarize these episodes as JSON with the three keys:\n{trajectories}")
     script = SkillSDScriptArguments(summarizer="openai", summarizer_model="m", summarizer_base_url="http://127.0.0.1:9",
                                     summarizer_prompt=str(template))
     summarizer = _make_summarizer(script, "unused")
-    from skill_sd_trl.trajectory import Trajectory, Turn
+    from skill_sd_trl.skills.trajectory import Trajectory, Turn
 
     messages = summarizer.build_messages([Trajectory("t", "sokoban", "task", [Turn("Up", "board")], reward=1.0)])
     assert messages[-1]["content"].startswith("Summarize these episodes as JSON with the three keys:")

@@ -39,7 +39,7 @@ def _sections(markdown: str) -> dict[str, str]:
 def test_config_reference_documents_every_new_field_with_type_default_choices_help():
     from trl import GRPOConfig
 
-    from skill_sd_trl.config import SkillSDConfig
+    from skill_sd_trl.method.config import SkillSDConfig
 
     parent = {f.name for f in dataclasses.fields(GRPOConfig)}
     new = [f for f in dataclasses.fields(SkillSDConfig) if f.name not in parent]
@@ -70,8 +70,8 @@ def test_config_reference_documents_every_new_field_with_type_default_choices_he
 def test_recipe_options_reference_documents_every_script_argument_and_ids_are_unique():
     from trl import GRPOConfig
 
-    from skill_sd_trl.config import SkillSDConfig
-    from skill_sd_trl.script_args import SkillSDScriptArguments
+    from skill_sd_trl.method.config import SkillSDConfig
+    from skill_sd_trl.app.script_args import SkillSDScriptArguments
 
     hooks = _hooks()
     script_fields = dataclasses.fields(SkillSDScriptArguments)
@@ -198,7 +198,7 @@ def _segment_regex(key: str, wildcard: str) -> re.Pattern:
 
 
 def test_every_logged_metric_is_documented():
-    from skill_sd_trl.rollout import STOP_REASONS
+    from skill_sd_trl.rollout.multi_turn import STOP_REASONS
 
     documented = _documented_keys((DOCS / "metrics.md").read_text(encoding="utf-8"))
     keys = metric_keys_in_source()

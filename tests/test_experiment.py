@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from skill_sd_trl import experiment as ex
+from skill_sd_trl.experiment import cell
 from skill_sd_trl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +99,7 @@ def test_each_cell_records_curves_timing_memory_and_trainer_logs(matrix):
             assert r["peak_rss_mb"] > 50 and r["peak_memory_mb"] == r["peak_rss_mb"] and r["memory_kind"] == "rss"
             assert r["final"] == {k: r["evals"][-1][k] for k in r["final"]}
             assert all("loss" in s["log"] for s in r["steps"])
-            assert r["machine"] == ex.machine_info()  # what the timings depend on (all cells ran here)
+            assert r["machine"] == cell.machine_info()  # what the timings depend on (all cells ran here)
     sd = result(matrix["out"], "skill_sd", 0)
     # step 1 waited for its skills (summarizer_wait): step 2's teacher had one, so the diagnostics were logged
     assert sd["steps"][1]["log"]["skills/coverage"] > 0 and "teacher/logp_gap" in sd["steps"][1]["log"]
@@ -176,7 +177,7 @@ def test_table_equals_statistics_of_the_cell_files(matrix):
     base = [c["evals"][0]["test_acc"] for m in METHODS for c in cells[m]]
     assert rows["base model (step 0)"][:2] == ["4", _fmt(base)]
     assert "sample standard deviation (ddof=1)" in (out / ex.TABLE_FILE).read_text()
-    assert f"- Machine: {ex.machine_info()['cpu']}" in table
+    assert f"- Machine: {cell.machine_info()['cpu']}" in table
 
 
 def test_table_notes_say_when_cells_ran_on_different_machines(matrix):
@@ -464,7 +465,7 @@ def test_evaluation_rows_say_how_the_episodes_ended(monkeypatch):
 
     import torch
 
-    from skill_sd_trl import evaluation
+    from skill_sd_trl.app import evaluation
     from skill_sd_trl.envs.arguments import EnvArguments
 
     test_eps = [_episode(True, [True, True], "solved"), _episode(False, [False], "invalid_output"),
@@ -483,7 +484,8 @@ def test_evaluation_rows_say_how_the_episodes_ended(monkeypatch):
                               args=SimpleNamespace(max_completion_length=64), processing_class=None)
     spec = {"eval": {"test_levels": 4, "train_levels": None, "batch_size": 4, "greedy": True, "temperature": 1.0},
             "eval_every": 5, "max_steps": 10}
-    callback = ex._make_curve_callback(trainer, script, spec, cell_start=0.0)
+    callback = cell.LearningCurveCallback(trainer, cell.curve_evaluator(trainer, script, spec["eval"]),
+                                          spec["eval_every"], spec["max_steps"], cell_start=0.0)
     callback._evaluate(5)
     row = callback.evals[-1]
     assert calls == [("test", 4, 0), ("train", 2, 3)]  # train Acc. on the tasks trained on: 2 after the first 3

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from skill_sd_trl.losses import masked_mean, sanitize_logps, sdl_per_token
+from skill_sd_trl.method.losses import masked_mean, sanitize_logps, sdl_per_token
 
 V = 7
 

@@ -16,15 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from skill_sd_trl import models
-from skill_sd_trl.models import (
+from skill_sd_trl.models import embedded as models
+from skill_sd_trl.models import load_model_and_tokenizer, resolve_model
+from skill_sd_trl.models.embedded import (
     EMBEDDED_MODELS,
     MARKER_FILE,
     EmbeddedModelConversionError,
     EmbeddedModelNotInstalledError,
     cache_root,
-    load_model_and_tokenizer,
-    resolve_model,
 )
 
 ALIAS = "smollm2-135m-instruct"
@@ -157,8 +156,8 @@ def test_concurrent_processes_convert_only_once(fake_env, tmp_path):
         f"""
         import sys, time
         from pathlib import Path
-        from skill_sd_trl import models
-        from skill_sd_trl.models import MARKER_FILE
+        from skill_sd_trl.models import embedded as models
+        from skill_sd_trl.models.embedded import MARKER_FILE
 
         def slow_convert(spec, gguf_path, out_dir):
             with open({str(log)!r}, "a") as fh:
@@ -168,11 +167,11 @@ def test_concurrent_processes_convert_only_once(fake_env, tmp_path):
 
         models._locate_gguf = lambda spec: Path({str(gguf)!r})
         models._convert = slow_convert
-        print(models.resolve_model("{ALIAS}"))
+        print(models.resolve_embedded("{ALIAS}"))
         """
     )
     env = {**os.environ, "SKILL_SD_TRL_CACHE": str(root)}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(models.__file__).parents[1]), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(models.__file__).parents[2]), env.get("PYTHONPATH", "")])
     procs = [
         subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
@@ -222,7 +221,7 @@ def test_missing_gguf_parser_error_names_the_pip_command(monkeypatch, fake_env):
 
 def test_sanity_check_rejects_a_model_that_does_not_know_english():
     """The gate that keeps broken dequantized weights out of the cache: a random model fails it."""
-    from skill_sd_trl.tiny import build_tiny_model, build_tokenizer
+    from skill_sd_trl.models.tiny import build_tiny_model, build_tokenizer
 
     tok = build_tokenizer()
     model = build_tiny_model(tok)

@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-import skill_sd_trl.trainer as trainer_module
+import skill_sd_trl.method.trainer as trainer_module
 from skill_sd_trl import SkillSDTrainer
 from skill_sd_trl.envs.sokoban import SokobanEnv, make_sokoban_dataset
 from skill_sd_trl.rewards import env_reward
-from skill_sd_trl.rollout import MultiTurnRollout, RolloutLimits
+from skill_sd_trl.rollout.multi_turn import MultiTurnRollout, RolloutLimits
 from skill_sd_trl.skills import callback as callback_module
 from skill_sd_trl.skills.bank import SkillBank
 from skill_sd_trl.skills.callback import SkillSummarizerCallback

@@ -12,7 +12,7 @@ import torch
 from skill_sd_trl import SkillSDTrainer
 from skill_sd_trl.envs.sokoban import SokobanEnv, make_sokoban_dataset
 from skill_sd_trl.rewards import env_reward
-from skill_sd_trl.rollout import ChatObservations, MultiTurnRollout, RolloutLimits
+from skill_sd_trl.rollout.multi_turn import ChatObservations, MultiTurnRollout, RolloutLimits
 
 from _trainer_utils import config, lora
 

@@ -107,7 +107,7 @@ def _use(tr, loss_type, training=True):
 
 def test_hand_computed_per_token_values_match_the_library():
     # guards the independent expectation below against a typo in the formula
-    from skill_sd_trl.losses import sdl_per_token
+    from skill_sd_trl.method.losses import sdl_per_token
 
     got = sdl_per_token(torch.tensor(STUDENT[0], dtype=torch.float64), torch.tensor(OLD[0], dtype=torch.float64),
                         torch.tensor(TEACHER[0], dtype=torch.float64))

@@ -1,4 +1,4 @@
-"""Shared prompt encoding (skill_sd_trl/shared_prompts.py): the student's log-prob pass with each group's prompt
+"""Shared prompt encoding (skill_sd_trl/method/shared_prompts.py): the student's log-prob pass with each group's prompt
 encoded once gives the parent's log-probs, entropies and gradients."""
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 from trl import GRPOTrainer
 
 from _trainer_utils import trainer
-from skill_sd_trl.shared_prompts import group_rows, length_buckets, shared_prompt_pass, unpadded_prompts
+from skill_sd_trl.method.shared_prompts import group_rows, length_buckets, shared_prompt_pass, unpadded_prompts
 
 
 def _batch(tr):

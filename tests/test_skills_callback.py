@@ -17,7 +17,7 @@ from skill_sd_trl.skills.bank import SkillBank
 from skill_sd_trl.skills.callback import SkillSummarizerCallback
 from skill_sd_trl.skills.schema import Skill
 from skill_sd_trl.skills.summarizers import ExperienceSummarizer, Summarizer, SummarizerError
-from skill_sd_trl.trajectory import Trajectory, Turn
+from skill_sd_trl.skills.trajectory import Trajectory, Turn
 
 REPO = Path(__file__).resolve().parents[1]
 SKILL_JSON = json.dumps({"success_analysis": "s", "mistake_analysis": "m", "golden_workflow": "g"})
@@ -266,8 +266,8 @@ def test_recipe_field_reaches_the_callback(tiny_model_path, tmp_path):
     from trl import ModelConfig
 
     from skill_sd_trl import SkillSDConfig
-    from skill_sd_trl.script_args import SkillSDScriptArguments
-    from skill_sd_trl.train import build_trainer
+    from skill_sd_trl.app.script_args import SkillSDScriptArguments
+    from skill_sd_trl.app.train import build_trainer
 
     assert SkillSDScriptArguments().skill_granularity == "trajectory"
     with pytest.raises(ValueError, match="skill_granularity='episode' is not valid"):
@@ -340,8 +340,8 @@ def test_call_timeout_abandons_the_call():
 
 
 def test_tiny_local_model_garbage_counted_as_parse_failure():
-    from skill_sd_trl.skills.summarizers import TransformersSummarizer
-    from skill_sd_trl.tiny import build_tiny_model, build_tokenizer
+    from skill_sd_trl.skills.llm_summarizers import TransformersSummarizer
+    from skill_sd_trl.models.tiny import build_tiny_model, build_tokenizer
 
     tok = build_tokenizer()
     summ = TransformersSummarizer(build_tiny_model(tok), tok, max_new_tokens=16, max_prompt_chars=800)
@@ -443,7 +443,7 @@ DIST_SCRIPT = textwrap.dedent(
     from skill_sd_trl.skills.bank import SkillBank
     from skill_sd_trl.skills.callback import SkillSummarizerCallback
     from skill_sd_trl.skills.summarizers import ExperienceSummarizer
-    from skill_sd_trl.trajectory import Trajectory, Turn
+    from skill_sd_trl.skills.trajectory import Trajectory, Turn
 
     out = sys.argv[1]
     acc = Accelerator(cpu=True)

@@ -15,7 +15,7 @@ from skill_sd_trl.skills.render import (
     render_trajectories,
     render_trajectory,
 )
-from skill_sd_trl.trajectory import Trajectory, Turn
+from skill_sd_trl.skills.trajectory import Trajectory, Turn
 
 
 def long_traj(n_turns=50, obs_chars=40, **kw):

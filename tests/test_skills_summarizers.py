@@ -12,14 +12,9 @@ import pytest
 from skill_sd_trl.envs.sokoban.summary import EVENTS as SOKOBAN_EVENTS
 from skill_sd_trl.envs.sokoban.summary import SUMMARY_PROMPT as SOKOBAN_PROMPT
 from skill_sd_trl.skills.schema import SkillParseError, parse_skill
-from skill_sd_trl.skills.summarizers import (
-    ExperienceSummarizer,
-    OpenAIChatSummarizer,
-    SummarizerError,
-    TransformersSummarizer,
-    build_summarizer,
-)
-from skill_sd_trl.trajectory import Trajectory, Turn
+from skill_sd_trl.skills.llm_summarizers import OpenAIChatSummarizer, TransformersSummarizer
+from skill_sd_trl.skills.summarizers import ExperienceSummarizer, SummarizerError, build_summarizer
+from skill_sd_trl.skills.trajectory import Trajectory, Turn
 
 # ---------------------------------------------------------------------------------------------------------------
 # hand-made trajectories
@@ -456,7 +451,7 @@ def test_http_connection_refused_and_config_errors(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny():
-    from skill_sd_trl.tiny import build_tiny_model, build_tokenizer
+    from skill_sd_trl.models.tiny import build_tiny_model, build_tokenizer
 
     tok = build_tokenizer()
     return build_tiny_model(tok), tok
@@ -505,7 +500,7 @@ def test_local_model_decodes_only_new_tokens(tiny):
 
 
 def test_local_model_from_path(tmp_path):
-    from skill_sd_trl.tiny import save_tiny_model
+    from skill_sd_trl.models.tiny import save_tiny_model
 
     path = save_tiny_model(tmp_path / "tiny-summ")
     summ = TransformersSummarizer(path, max_new_tokens=8, max_prompt_chars=600)

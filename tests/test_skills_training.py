@@ -7,7 +7,7 @@ import math
 from skill_sd_trl import SkillSDTrainer
 from skill_sd_trl.envs.sokoban import SokobanEnv, make_sokoban_dataset
 from skill_sd_trl.rewards import env_reward
-from skill_sd_trl.rollout import MultiTurnRollout, RolloutLimits
+from skill_sd_trl.rollout.multi_turn import MultiTurnRollout, RolloutLimits
 from skill_sd_trl.skills.bank import SkillBank
 from skill_sd_trl.skills.callback import SkillSummarizerCallback
 from skill_sd_trl.skills.summarizers import ExperienceSummarizer

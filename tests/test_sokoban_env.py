@@ -18,7 +18,7 @@ from skill_sd_trl.envs.sokoban import (
     parse_board,
     render,
 )
-from skill_sd_trl.trajectory import Turn
+from skill_sd_trl.skills.trajectory import Turn
 
 # Two boxes, open room: lets one scripted episode bump, push on, push off, push on again and solve.
 SCRIPTED = textwrap.dedent(

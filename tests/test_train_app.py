@@ -6,7 +6,7 @@ import pytest
 from trl import ModelConfig
 
 from skill_sd_trl import SkillSDConfig
-from skill_sd_trl.script_args import SkillSDScriptArguments
+from skill_sd_trl.app.script_args import SkillSDScriptArguments
 
 
 class Loaded(Exception):
@@ -21,7 +21,7 @@ def _args(tmp_path, **kw):
 def test_revision_remote_code_attention_dtype_and_4bit_reach_the_model_loader(tiny_model_path, tmp_path, monkeypatch):
     import trl.trainer.grpo_trainer as grpo
 
-    from skill_sd_trl.train import build_trainer
+    from skill_sd_trl.app.train import build_trainer
 
     seen = {}
 
@@ -45,8 +45,9 @@ def test_revision_remote_code_attention_dtype_and_4bit_reach_the_model_loader(ti
 
 @pytest.mark.filterwarnings("ignore:Could not find a config file")  # PEFT looks the Hub id up; offline here
 def test_a_model_trained_from_the_embedded_alias_names_its_hub_id(tiny_model_path, tmp_path, monkeypatch):
-    from skill_sd_trl import models, train
-    from skill_sd_trl.evaluation import load_for_eval
+    from skill_sd_trl import models
+    from skill_sd_trl.app import train
+    from skill_sd_trl.app.evaluation import load_for_eval
 
     monkeypatch.setattr(train, "_model_path", lambda *a: tiny_model_path)  # the alias's cache folder, offline
     model_args = ModelConfig(model_name_or_path="smollm2-135m-instruct", use_peft=True, lora_r=4,
@@ -67,7 +68,7 @@ def test_a_model_trained_from_the_embedded_alias_names_its_hub_id(tiny_model_pat
 
 
 def test_a_tiny_stand_in_for_the_embedded_alias_does_not_claim_its_hub_id(tmp_path):
-    from skill_sd_trl import train
+    from skill_sd_trl.app import train
 
     model_args = ModelConfig(model_name_or_path="smollm2-135m-instruct", use_peft=True, lora_r=4,
                              lora_target_modules=["q_proj", "v_proj"])
@@ -79,7 +80,7 @@ def test_a_tiny_stand_in_for_the_embedded_alias_does_not_claim_its_hub_id(tmp_pa
 
 
 def test_a_model_from_a_local_folder_keeps_its_folder(tiny_model_path, tmp_path):
-    from skill_sd_trl import train
+    from skill_sd_trl.app import train
 
     model_args = ModelConfig(model_name_or_path=tiny_model_path, use_peft=True, lora_r=4,
                              lora_target_modules=["q_proj", "v_proj"])
@@ -96,7 +97,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path, monkeyp
     import os
     import signal
 
-    from skill_sd_trl import train
+    from skill_sd_trl.app import train
     from skill_sd_trl.cli import main
 
     class CtrlCDuringStepOne(train.GracefulInterrupt):
@@ -131,7 +132,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path, monkeyp
 
 @pytest.mark.parametrize("log_metrics", [True, False])
 def test_the_trainer_logs_the_pipeline_metrics_only_when_the_pipeline_asks(tiny_model_path, tmp_path, log_metrics):
-    from skill_sd_trl import train
+    from skill_sd_trl.app import train
     from skill_sd_trl.skills.bank import SkillBank
     from skill_sd_trl.skills.callback import SkillSummarizerCallback
     from skill_sd_trl.skills.summarizers import ExperienceSummarizer
@@ -149,7 +150,7 @@ def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(monkeypatch):
     import torch.distributed as dist
     from transformers import TrainerControl
 
-    from skill_sd_trl.interrupt import GracefulInterrupt
+    from skill_sd_trl.app.interrupt import GracefulInterrupt
 
     reduced = []
 

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 from skill_sd_trl import SkillSDConfig, SkillSDTrainer
 from skill_sd_trl.skills.provider import SkillSelection
-from skill_sd_trl.sdl_metrics import first_turn_mask, sdl_metrics, term_gradient_metrics
-from skill_sd_trl.trainer import TEACHER_META_FILE, TEACHER_STATE_FILE
+from skill_sd_trl.method.sdl_metrics import first_turn_mask, sdl_metrics, term_gradient_metrics
+from skill_sd_trl.method.trainer import TEACHER_META_FILE, TEACHER_STATE_FILE
 
 from _spies import record_teacher_prompts
 from _trainer_utils import config, config_kwargs, first_batch, length_reward, lora, toy_dataset, trainer
@@ -436,7 +436,7 @@ def test_frozen_full_copy_runs_its_own_weights(tiny_model_path, tmp_path):
 
 
 def test_hybrid_model_without_a_shareable_cache_falls_back_to_plain_scoring(tmp_path):
-    from skill_sd_trl.tiny import save_tiny_model
+    from skill_sd_trl.models.tiny import save_tiny_model
 
     path = save_tiny_model(tmp_path / "nemotron-h", arch="nemotron_h")
     scores = {}

@@ -1,4 +1,4 @@
-"""TurnCache (skill_sd_trl/turn_cache.py): multi-turn sampling that keeps each episode's KV cache between turns samples
+"""TurnCache (skill_sd_trl/rollout/turn_cache.py): multi-turn sampling that keeps each episode's KV cache between turns samples
 what plain generation samples, and encodes only what each context added."""
 
 import os
@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from skill_sd_trl.turn_cache import MIN_SHARED_PREFIX, TurnCache, _shared_prefix_length
+from skill_sd_trl.rollout.turn_cache import MIN_SHARED_PREFIX, TurnCache, _shared_prefix_length
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ turn in the teacher's prompt).
 
 import pytest
 
-from skill_sd_trl.prompts import add_context_to_prompt, control_token_texts, neutralize_special_tokens
+from skill_sd_trl.rollout.prompts import add_context_to_prompt, control_token_texts, neutralize_special_tokens
 from skill_sd_trl.skills.schema import Skill
-from skill_sd_trl.tiny import build_tokenizer
+from skill_sd_trl.models.tiny import build_tokenizer
 
 TEMPLATE = "Privileged hint for this task:\n{context}"
 PROMPT = [

@@ -7,7 +7,7 @@ import pytest
 
 from skill_sd_trl import SkillSDConfig
 from skill_sd_trl.envs.base import EpisodeScore, StepResult, TextEnv
-from skill_sd_trl.rollout import MultiTurnRollout, RolloutLimits, TrainerBackend
+from skill_sd_trl.rollout.multi_turn import MultiTurnRollout, RolloutLimits, TrainerBackend
 
 
 class EchoEnv(TextEnv):
@@ -51,7 +51,7 @@ class FakeVLLMTrainer:
 
 
 def test_turn_cap_reaches_vllm_generator_and_logprobs_flow_through():
-    from skill_sd_trl.tiny import build_tokenizer
+    from skill_sd_trl.models.tiny import build_tokenizer
 
     trainer = FakeVLLMTrainer(build_tokenizer())
     rollout = MultiTurnRollout(EchoEnv, RolloutLimits(max_turns=3, max_new_tokens_per_turn=7))
@@ -69,7 +69,7 @@ def test_turn_cap_reaches_vllm_generator_and_logprobs_flow_through():
 
 
 def test_trainer_backend_restores_caps_even_on_error():
-    from skill_sd_trl.tiny import build_tokenizer
+    from skill_sd_trl.models.tiny import build_tokenizer
 
     trainer = FakeVLLMTrainer(build_tokenizer())
 

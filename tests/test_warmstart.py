@@ -6,11 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from skill_sd_trl import models, warmstart
+from skill_sd_trl import models
+from skill_sd_trl.models import warmstart
 from skill_sd_trl.envs.sokoban.dataset import PRESETS, _level_pool
 from skill_sd_trl.envs.sokoban.render import parse_actions
 from skill_sd_trl.envs.sokoban.rules import apply_moves
-from skill_sd_trl.warmstart import WarmStart, demonstration_levels, demonstrations
+from skill_sd_trl.models.warmstart import WarmStart, demonstration_levels, demonstrations
 
 
 def _spec(base, **overrides):

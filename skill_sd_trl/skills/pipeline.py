@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..trajectory import Trajectory
 from .bank import SkillBank, atomic_write_json, combine_rank_deltas, subtract_deltas
 from .render import order_for_summary
 from .schema import Skill, SkillParseError, parse_skill
 from .summarizers import Summarizer, SummarizerError
+from .trajectory import Trajectory
 
 logger = logging.getLogger(__name__)
 

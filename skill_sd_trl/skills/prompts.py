@@ -30,8 +30,8 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..trajectory import Trajectory
 from .render import contrast_shown, order_for_summary, render_focus, render_trajectories
+from .trajectory import Trajectory
 
 PLACEHOLDERS = (
     "task",

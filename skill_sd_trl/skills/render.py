@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..trajectory import Trajectory, Turn
+from .trajectory import Trajectory, Turn
 
 MIN_TURN_CHARS = 120  # below this a turn block is useless; the budget then drops whole turns instead
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .prompts import add_context_to_prompt, append_to_last_message
+from ..rollout.prompts import add_context_to_prompt, append_to_last_message
 
 #: The prompt TRL assumes for a row without one (an environment-only dataset: ``reset()`` supplies the task).
 EMPTY_PROMPT = [{"role": "user", "content": ""}]

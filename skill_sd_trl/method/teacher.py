@@ -26,7 +26,7 @@ from accelerate.utils import DistributedType, is_peft_model
 from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from .atomic import atomic_write, atomic_write_json
+from ..atomic import atomic_write, atomic_write_json
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .envs.arguments import EnvArguments
+from ..envs.arguments import EnvArguments
 
 REWARDS = ("env", "success", "completion")
 SKILL_SOURCES = ("bank", "column", "none")

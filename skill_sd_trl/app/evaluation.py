@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -10,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write, atomic_write_json
-from .envs.registry import get_env_spec, task_window
-from .rollout import ModelBackend, RolloutLimits, play_episodes
+from ..atomic import atomic_write, atomic_write_json
+from ..envs.registry import get_env_spec, task_window
+from ..rollout.multi_turn import ModelBackend, RolloutLimits, play_episodes
 
 
 @dataclass
@@ -54,12 +55,25 @@ class EvalResult:
     episodes: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
+@contextlib.contextmanager
+def evaluation_mode(trainer):
+    """The trainer's model, unwrapped from its accelerator wrapper and in eval mode (no dropout); its mode restored
+    afterwards, so evaluating in the middle of training leaves training as it was."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def load_for_eval(name_or_path: str, dtype: str = "float32"):
     """(model, tokenizer) from a Hub id, the embedded alias, a full-model folder or a LoRA adapter checkpoint."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .models import offline_equivalent, resolve_model
+    from ..models import offline_equivalent, resolve_model
 
     path = resolve_model(name_or_path)
     torch_dtype = getattr(torch, dtype)

@@ -1,6 +1,6 @@
 """Multi-turn sampling with ``transformers`` ``generate`` that keeps each episode's KV cache from one turn to the next.
 
-The episode loop (:func:`~skill_sd_trl.rollout.play_episodes`) hands the sampler every episode's whole context each
+The episode loop (:func:`~skill_sd_trl.rollout.multi_turn.play_episodes`) hands the sampler every episode's whole context each
 turn: the prompt, the model's earlier answers and the environment's observations. Plain ``generate`` encodes all of
 it again every turn, and the G rollouts of a task encode the same prompt G times. On a CPU this prefill is about as
 costly as the tokens sampled (docs/benchmarks.md). :class:`TurnCache` instead

@@ -8,7 +8,7 @@ import os
 import shutil
 from dataclasses import asdict
 
-from .config import SkillSDConfig
+from ..method.config import SkillSDConfig
 from .interrupt import GracefulInterrupt
 from .script_args import SkillSDScriptArguments
 
@@ -21,17 +21,17 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
     """Everything a recipe names, wired together: model, env, rollouts, reward, skill bank, summarizer callback."""
     from trl import get_peft_config, get_quantization_config
 
-    from . import rewards
-    from .rollout import MultiTurnRollout
-    from .skills.provider import ColumnSkillProvider
-    from .trainer import SkillSDTrainer
+    from .. import rewards
+    from ..rollout.multi_turn import MultiTurnRollout
+    from ..skills.provider import ColumnSkillProvider
+    from ..method.trainer import SkillSDTrainer
 
     spec = script.spec
     options = script.options()
     train_dataset = script.train_tasks(spec.dataset(script.train_split or spec.train_split, options))
 
     if args.use_cpu or not _cuda_available():
-        from .models import half_precision_cpu_warning
+        from ..models import half_precision_cpu_warning
 
         warning = half_precision_cpu_warning(model_args.dtype)
         if warning:
@@ -70,7 +70,7 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
         skill_provider=provider,
     )
     if bank is not None and args.teacher_context == "skill":
-        from .skills.callback import SkillSummarizerCallback
+        from ..skills.callback import SkillSummarizerCallback
 
         summarizer = _make_summarizer(script, model_path)
         trainer.add_callback(SkillSummarizerCallback(trainer, summarizer, bank, call_timeout=script.summarizer_timeout,
@@ -87,7 +87,7 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
 def _name_the_hub_base(trainer, name: str | None) -> None:
     """A model trained from an embedded alias names its Hub id (not the local cache folder) as its base, in the
     adapter config and the model card, so the pushed adapter loads anywhere."""
-    from .models import embedded_model_for
+    from ..models import embedded_model_for
 
     spec = embedded_model_for(name) if name else None
     if spec is None:
@@ -153,23 +153,18 @@ def saved_message(output_dir: str, recipe_path: str | None, trained: bool) -> st
 
 def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):
     """The paper-style table for the starting model (and the trained one), printed and written to output_dir."""
-    from .evaluation import evaluate, format_table, write_results
+    from .evaluation import evaluate, evaluation_mode, format_table, write_results
     limits = script.limits()
     common = dict(env=script.env_name, split=script.eval_split, env_options=script.options(),
                   max_samples=script.max_eval_samples, batch_size=script.eval_batch_size, limits=limits,
                   completion_budget=trainer.args.max_completion_length, tokenizer=trainer.processing_class)
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    was_training = model.training
-    model.eval()
-    try:
-        results = []
+    results = []
+    with evaluation_mode(trainer) as model:
         if not trained or hasattr(model, "disable_adapter"):  # full fine-tuning keeps no copy of the base weights
             with model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext():
                 results.append(evaluate("base model", model=model, **common))
         if trained:
             results.append(evaluate(method_label(trainer.args), model=model, **common))
-    finally:
-        model.train(was_training)
     print("\n" + format_table(results) + "\n")
     write_results(results, trainer.args.output_dir)
     return results
@@ -188,10 +183,10 @@ def method_label(args: SkillSDConfig) -> str:
 
 
 def _model_path(script: SkillSDScriptArguments, model_args, output_dir: str) -> str:
-    from .models import require_available, resolve_model
+    from ..models import require_available, resolve_model
 
     if script.tiny_model:
-        from .tiny import save_tiny_model
+        from ..models.tiny import save_tiny_model
 
         import tempfile
 
@@ -206,7 +201,7 @@ def _model_path(script: SkillSDScriptArguments, model_args, output_dir: str) -> 
 
 
 def _make_bank(script: SkillSDScriptArguments):
-    from .skills.bank import SkillBank
+    from ..skills.bank import SkillBank
 
     if script.bank_path:
         if not os.path.exists(script.bank_path):
@@ -216,7 +211,7 @@ def _make_bank(script: SkillSDScriptArguments):
 
 
 def _make_summarizer(script: SkillSDScriptArguments, student_path: str):
-    from .skills.summarizers import build_summarizer
+    from ..skills.summarizers import build_summarizer
 
     spec = script.spec  # the environment brings its summary prompt and event vocabulary; skills/ knows none
     if script.summarizer == "experience":
@@ -226,7 +221,7 @@ def _make_summarizer(script: SkillSDScriptArguments, student_path: str):
         with open(prompt, encoding="utf-8") as f:
             prompt = f.read()
     if script.summarizer == "transformers":
-        from .models import resolve_model
+        from ..models import resolve_model
 
         # a path, never the student object: the summarizer runs in a background thread on its own copy
         return build_summarizer("transformers", model=resolve_model(script.summarizer_model or student_path),

@@ -26,19 +26,19 @@ from accelerate.utils import gather_object
 from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 from .batch_plan import BatchPlan, render_context
 from .config import SkillSDConfig
 from .losses import sanitize_logps, sdl_per_token
 from .model_card import PAPER, skill_sd_section
-from .prompts import prompt_text, task_id_of
-from .rollout import episode_metrics
+from ..rollout.prompts import prompt_text, task_id_of
+from ..rollout.multi_turn import episode_metrics
 from .sdl_metrics import first_turn_mask, rollout_success, sdl_metrics, term_gradient_metrics
-from .skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
+from ..skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
 from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher  # noqa: F401  (re-exported)
 from .shared_prompts import shared_prompt_pass
 from .teacher_scoring import score_teacher
-from .trajectory import Trajectory, Turn
+from ..skills.trajectory import Trajectory, Turn
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ is dropped, so no RL train or test level is ever seen during the warm start.
 A warm start is addressed by an alias (``smollm2-135m-sokoban-base``) wherever a model name is accepted: the first
 use builds it (deterministic from its seed; ≈ minutes on 2 CPU cores, progress shown), atomically and under an
 inter-process lock, into ``cache_root()/<alias>-<key>``, where ``key`` fingerprints the recipe below and the base
-model folder. Pre-build from a shell with ``python -m skill_sd_trl.warmstart smollm2-135m-sokoban-base``.
+model folder. Pre-build from a shell with ``python -m skill_sd_trl.models.warmstart smollm2-135m-sokoban-base``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-from . import models as _models
 
 #: Bump when the warm-start procedure changes: the cache key changes with it.
 WARM_START_FORMAT = 2
@@ -84,7 +82,7 @@ class WarmStart:
     def key(self, base_path: str) -> str:
         """Fingerprint of the recipe, the procedure, the presets it draws from and excludes (a resized preset excludes
         other boards) and the base folder (a re-converted base gets a new key)."""
-        from .envs.sokoban.dataset import _resolve_preset
+        from ..envs.sokoban.dataset import _resolve_preset
 
         recipe = {k: v for k, v in asdict(self).items() if k != "extra"}
         if not self.context_kinds:  # a plain warm start keeps the key it had before contexts existed
@@ -112,7 +110,8 @@ def resolve_alias(name: str) -> str | None:
 
 def resolve_warm_start(spec: WarmStart) -> str:
     """The folder of ``spec``'s calibrated base, built once (see the module docstring)."""
-    from .models import MARKER_FILE, build_once, cache_root, resolve_model
+    from . import resolve_model
+    from .embedded import MARKER_FILE, build_once, cache_root
 
     base_path = resolve_model(spec.base)
     target = cache_root() / f"{spec.alias}-{spec.key(base_path)}"
@@ -124,8 +123,8 @@ def resolve_warm_start(spec: WarmStart) -> str:
 def demonstration_levels(spec: WarmStart) -> list:
     """``spec.num_demonstrations`` distinct solved levels, none of them a train/test board of an excluded preset
     and seed."""
-    from .envs.sokoban.dataset import _level_pool, _resolve_preset
-    from .envs.sokoban.generator import generate_level
+    from ..envs.sokoban.dataset import _level_pool, _resolve_preset
+    from ..envs.sokoban.generator import generate_level
 
     preset = _resolve_preset(spec.env_preset)
     excluded = set()
@@ -152,11 +151,11 @@ def demonstration_levels(spec: WarmStart) -> list:
 def solved_skill(level, max_steps: int, prompt_style: str) -> str:
     """The skill text Skill-SD's teacher is shown for ``level`` once an episode has solved it: the real Sokoban
     environment plays the level's solution in one turn and the real experience summarizer writes the skill."""
-    from .envs.sokoban import SokobanEnv, summary
-    from .envs.sokoban.render import format_actions
-    from .skills.schema import parse_skill
-    from .skills.summarizers import ExperienceSummarizer
-    from .trajectory import Trajectory, Turn
+    from ..envs.sokoban import SokobanEnv, summary
+    from ..envs.sokoban.render import format_actions
+    from ..skills.schema import parse_skill
+    from ..skills.summarizers import ExperienceSummarizer
+    from ..skills.trajectory import Trajectory, Turn
 
     env = SokobanEnv(max_steps=max_steps, reward_mode="success", lenient_actions=True, prompt_style=prompt_style)
     env.reset({"level": level.to_xsb()})
@@ -175,10 +174,10 @@ def solved_skill(level, max_steps: int, prompt_style: str) -> str:
 def demonstration_prompt(level, kind: str, max_steps: int, prompt_style: str):
     """The RL prompt of ``level``, with the teacher context of ``kind`` rendered in as the trainer renders it (its
     default templates, in the system message)."""
-    from .config import DEFAULT_GROUND_TRUTH_TEMPLATE, DEFAULT_SKILL_TEMPLATE
-    from .envs.sokoban.dataset import build_prompt
-    from .envs.sokoban.render import format_actions
-    from .prompts import add_context_to_prompt
+    from ..method.config import DEFAULT_GROUND_TRUTH_TEMPLATE, DEFAULT_SKILL_TEMPLATE
+    from ..envs.sokoban.dataset import build_prompt
+    from ..envs.sokoban.render import format_actions
+    from ..rollout.prompts import add_context_to_prompt
 
     prompt = build_prompt(level, max_steps, prompt_style)
     if kind == "none":
@@ -194,8 +193,8 @@ def demonstrations(spec: WarmStart):
     puts one) and the optimal answer as the completion."""
     from datasets import Dataset
 
-    from .envs.sokoban.dataset import _resolve_preset
-    from .envs.sokoban.render import format_actions
+    from ..envs.sokoban.dataset import _resolve_preset
+    from ..envs.sokoban.render import format_actions
 
     preset = _resolve_preset(spec.env_preset)
     kinds = spec.context_kinds or ("none",)
@@ -219,7 +218,7 @@ def build_warm_start(spec: WarmStart, base_path: str, out_dir: str | Path, progr
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from .models import MARKER_FILE
+    from .embedded import MARKER_FILE
 
     out_dir = Path(out_dir)
     print(f"skill_sd_trl: building the calibrated base {spec.alias!r} from {spec.base!r} ({spec.max_steps} SFT steps "
@@ -256,14 +255,11 @@ def build_warm_start(spec: WarmStart, base_path: str, out_dir: str | Path, progr
     return record
 
 
-_models.DERIVED_MODEL_RESOLVERS.append(resolve_alias)  # every model name a recipe accepts: see models.resolve_model
-
-
 def main(argv: list[str] | None = None) -> int:
-    """``python -m skill_sd_trl.warmstart ALIAS``: build (or find) a calibrated base and print its folder."""
+    """``python -m skill_sd_trl.models.warmstart ALIAS``: build (or find) a calibrated base and print its folder."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1 or argv[0] not in WARM_STARTS:
-        print(f"usage: python -m skill_sd_trl.warmstart {{{','.join(WARM_STARTS)}}}", file=sys.stderr)
+        print(f"usage: python -m skill_sd_trl.models.warmstart {{{','.join(WARM_STARTS)}}}", file=sys.stderr)
         return 2
     print(resolve_warm_start(WARM_STARTS[argv[0]]))
     return 0

