@@ -1,6 +1,9 @@
 """HTTP client for the AppWorld environment-server protocol (the real ``appworld serve environment`` and our
 offline server speak the same one). Standard library only: the real ``appworld`` package pins pydantic<2 and
 an old FastAPI, so it lives in its own environment/process and we talk to it over HTTP.
+
+The routes and payloads are checked against the real server app of ``appworld==0.1.3.post1``
+(``appworld/serve/environment.py``) by tests/test_appworld_real_server.py; docs/appworld.md lists its quirks.
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlparse
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# appworld 0.1.3.post1's server raises `HTTPException("<message>")` (a message where the status code belongs), which
+# itself fails, so its own errors reach us as a bare text/plain "Internal Server Error" without the message.
+_BARE_500_HINT = (
+    " (the real AppWorld server answers this bare 500 when the request's task_id is not the task it holds, i.e. "
+    "another client initialized a different task on it or none was initialized, when the task id is unknown, "
+    "or when /evaluate is called with suppress_errors=false and a test fails; its own log has the traceback)")
 
 
 class AppWorldServerError(RuntimeError):
@@ -80,12 +89,19 @@ class AppWorldClient:
             with self._opener.open(request, timeout=self.timeout_s) as response:
                 payload = json.loads(response.read().decode("utf-8"))
         except urllib.error.HTTPError as error:
-            detail = error.read().decode("utf-8", "replace")
+            raw = error.read().decode("utf-8", "replace")
             try:
-                detail = json.loads(detail).get("detail", detail)
+                detail = json.loads(raw).get("detail", raw)
             except (json.JSONDecodeError, AttributeError):
-                pass
+                detail = raw
+            if isinstance(detail, list):  # FastAPI's validation errors (HTTP 422): [{"loc", "msg", "type"}, ...]
+                detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" if isinstance(d, dict)
+                                   else str(d) for d in detail)
             message = f"AppWorld server {method} {url} failed with HTTP {error.code}: {detail}"
+            if error.code == 500 and str(detail).strip() == "Internal Server Error":
+                message += _BARE_500_HINT
+            elif error.code == 404 and detail == "Not Found":
+                message += f" (this server has no route {method} {path.split('?')[0]})"
             raise AppWorldServerError(message) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
             reason = getattr(error, "reason", error)

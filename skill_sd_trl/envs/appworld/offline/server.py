@@ -7,7 +7,8 @@ with ``{"detail": str}``), as in ``appworld serve environment``:
 * ``POST /execute`` ``{"task_id", "code"}`` -> the printed output (or ``Execution failed. Traceback: ...``)
 * ``POST /task_completed`` ``{"task_id"}`` -> bool
 * ``POST /evaluate`` ``{"task_id", "suppress_errors"?, "report"?}`` ->
-  ``{"success", "difficulty", "num_tests", "passes": [...], "failures": [...]}``
+  ``{"success", "difficulty", "num_tests", "passes": [...], "failures": [...]}`` (``report=true``: a text report);
+  as on the real server, ``suppress_errors`` defaults to false, and then a failing test fails the request (500)
 * ``POST /close`` / ``POST /close_all`` ``{"task_id"}`` -> null
 * ``GET /tasks/<task_id>`` -> the task's public specs; ``GET /api_docs`` -> every API's documentation
 
@@ -194,6 +195,23 @@ class EpisodeManager:
                 episode.close()
 
 
+def report_text(report: dict[str, Any]) -> str:
+    """``/evaluate`` with ``report=true``: a plain-text report laid out like the real ``TestTracker.report()``."""
+
+    def rule(title: str) -> str:
+        return f" {title} ".center(80, "\u2500")
+
+    lines = [rule("Overall Stats"), f"Num Passed Tests : {len(report['passes'])}",
+             f"Num Failed Tests : {len(report['failures'])}", f"Num Total  Tests : {report['num_tests']}",
+             rule("Passes")]
+    for test in report["passes"]:
+        lines += [">> Passed Requirement", test["requirement"]]
+    lines.append(rule("Fails"))
+    for test in report["failures"]:
+        lines += [">> Failed Requirement", test["requirement"], test["trace"]]
+    return "\n".join(lines)
+
+
 def task_specs(task: OfflineTask) -> dict[str, Any]:
     return {"task_id": task.task_id, "instruction": task.instruction, "supervisor": task.supervisor,
             "datetime": iso(task.world.now)}
@@ -292,10 +310,16 @@ class AppWorldRequestHandler(BaseHTTPRequestHandler):
         with episode.lock:
             return episode.task_completed()
 
-    def _evaluate(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _evaluate(self, body: dict[str, Any]) -> dict[str, Any] | str:
         episode = self.manager.get(body)
         with episode.lock:
-            return episode.evaluate()
+            report = episode.evaluate()
+        if not body.get("suppress_errors", False) and report["failures"]:
+            # As the real server (whose default is suppress_errors=false): the evaluation stops at the first
+            # failing test and the request fails (the real one answers a bare HTTP 500).
+            raise HttpError(500, f"evaluation stopped at the failing test {report['failures'][0]['requirement']!r}; "
+                                 "send suppress_errors=true to run every test")
+        return report_text(report) if body.get("report", False) else report
 
     def _close(self, body: dict[str, Any]) -> None:
         self.manager.close(body)
