@@ -1,47 +1,77 @@
-"""Fails loudly when the private TRL hooks SkillSDTrainer relies on change (trl is pinned to 1.16.*)."""
+"""Pins every entry of ``skill_sd_trl.trl_private.CONTRACT`` (the private TRL surface SkillSDTrainer relies on) against
+the installed TRL. A TRL upgrade fails here, in one test whose one message names every changed entry, what changed
+and the supported version."""
 
 import inspect
 
 import trl
+from packaging.specifiers import SpecifierSet
 from trl import GRPOTrainer
 
-# name -> parameter names SkillSDTrainer relies on (in order)
-HOOKS = {
-    "compute_loss": ["self", "model", "inputs", "return_outputs", "num_items_in_batch"],
-    "_compute_loss": ["self", "model", "inputs"],
-    "_generate_and_score_completions": ["self", "inputs"],
-    "_generate": ["self", "prompts"],
-    "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
-    "_tokenize_prompts": ["self", "prompts"],
-    "_get_per_token_logps_and_entropies": ["self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size"],
-}
+from skill_sd_trl import SkillSDTrainer
+from skill_sd_trl.trl_private import CONTRACT, SUPPORTED_TRL, Private, changes, resolve
 
 
-def test_trl_minor_version_is_the_pinned_one():
-    assert trl.__version__.startswith("1.16."), (
-        f"skill-sd-trl overrides private hooks of trl 1.16; found trl {trl.__version__}. Re-check every hook in "
-        "tests/test_trl_contract.py before widening the pin in setup.cfg."
-    )
+def _upgrade_message(what: str) -> str:
+    return (f"trl {trl.__version__}: {what}. skill-sd-trl supports trl{SUPPORTED_TRL} (setup.cfg); adapt "
+            "skill_sd_trl/trl_private.py (and the trainer's overrides) before widening the pin.")
 
 
-def test_private_hook_signatures_are_unchanged():
-    for name, expected in HOOKS.items():
-        params = list(inspect.signature(getattr(GRPOTrainer, name)).parameters)
-        assert params[: len(expected)] == expected, f"GRPOTrainer.{name} changed: {params}"
+def test_the_installed_trl_is_the_supported_one():
+    assert trl.__version__ in SpecifierSet(SUPPORTED_TRL), _upgrade_message("outside the supported range")
 
 
-def test_compute_loss_scores_the_student_exactly_once_through_the_hook():
-    # SkillSDTrainer reuses the student log-probs of the parent's pass by capturing this call.
-    source = inspect.getsource(GRPOTrainer._compute_loss)
-    assert source.count("self._get_per_token_logps_and_entropies(") == 1
-    assert "old_per_token_logps" in source and "current_gradient_accumulation_steps" in source
-    assert GRPOTrainer.loss_is_scaled_for_ga is True
+def test_setup_cfg_pins_the_supported_range():
+    from pathlib import Path
+
+    setup = (Path(__file__).resolve().parent.parent / "setup.cfg").read_text(encoding="utf-8")
+    assert f"trl{SUPPORTED_TRL}" in setup.replace(" ", "")
 
 
-def test_batch_keys_and_helpers_we_depend_on_exist():
-    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
-    for key in ('"completion_ids"', '"completion_mask"', '"tool_mask"', '"old_per_token_logps"', "num_items_in_batch",
-                "self._calculate_rewards(", "self._generate(", "extra_fields"):
-        assert key in source, key
-    from trl.models.utils import disable_gradient_checkpointing  # noqa: F401
-    from trl.trainer.utils import pad, use_adapter  # noqa: F401
+def test_every_entry_of_the_private_trl_surface_is_unchanged():
+    changed = [f"{e.name} ({e.why}): {'; '.join(problems)}" for e in CONTRACT if (problems := changes(e))]
+    assert not changed, _upgrade_message("changed " + " | ".join(changed))
+    assert len(CONTRACT) >= 30  # the table was read whole, not skipped
+
+
+def test_every_parent_method_the_trainer_overrides_is_in_the_table():
+    overridden = {name for name, value in vars(SkillSDTrainer).items()
+                  if inspect.isfunction(value) and hasattr(GRPOTrainer, name)}
+    listed = {e.word for e in CONTRACT if e.use == "override" and e.name.startswith("trl.GRPOTrainer.")}
+    assert overridden <= listed, f"overrides missing from trl_private.CONTRACT: {sorted(overridden - listed)}"
+    # ... and every override the table names is still one (no stale entries)
+    assert listed <= overridden
+
+
+def test_the_table_catches_a_changed_signature_a_lost_key_and_a_lost_call():
+    renamed = Private("trl.GRPOTrainer._generate_single_turn", "call", "probe",
+                      params=("self", "prompt_ids", "images", "multimodal_fields", "n"), accepts=("num_samples",))
+    assert changes(renamed) == [
+        ("parameters are ['self', 'prompt_ids', 'images', 'multimodal_fields', 'num_generations', 'has_tool_images'], "
+         "expected ['self', 'prompt_ids', 'images', 'multimodal_fields', 'n']"),
+        "no parameter 'num_samples'",
+    ]
+    lost = Private("trl.GRPOTrainer._compute_loss", "call", "probe", contains=('inputs["teacher_logps"]',),
+                   once=("self._generate(",))
+    assert changes(lost) == [
+        "trl.GRPOTrainer._compute_loss no longer contains 'inputs[\"teacher_logps\"]'",
+        "trl.GRPOTrainer._compute_loss contains 'self._generate(' 0 times, expected once",
+    ]
+    assert changes(Private("trl.GRPOTrainer._gone", "call", "probe", params=("self",))) == [
+        "trl.GRPOTrainer._gone is gone"]
+    assert changes(Private("trl.GRPOTrainer.loss_is_scaled_for_ga", "read", "probe", value=False)) == [
+        "trl.GRPOTrainer.loss_is_scaled_for_ga is True, expected False"]
+
+
+def test_the_entries_the_method_depends_on_most_are_pinned():
+    """The facts issue 25 names, so that trimming the table cannot drop them silently."""
+    by_name = {e.name: e for e in CONTRACT}
+    assert "num_generations" in by_name["trl.GRPOTrainer._generate_single_turn"].accepts
+    assert by_name["trl.GRPOTrainer._compute_loss"].once == ("self._get_per_token_logps_and_entropies(",)
+    assert by_name["trl.GRPOTrainer.loss_is_scaled_for_ga"].value is True
+    assert by_name["trl.trainer.utils.add_fused_lm_head"].params[:3] == ("model", "temperature", "cast_lm_head_to_fp32")
+    keys = " ".join(by_name["trl.GRPOTrainer._generate_and_score_completions"].contains)
+    for key in ("prompt_ids", "completion_ids", "completion_mask", "tool_mask", "old_per_token_logps",
+                "num_items_in_batch"):
+        assert f'"{key}"' in keys, key
+    assert resolve("trl.GRPOTrainer") is GRPOTrainer

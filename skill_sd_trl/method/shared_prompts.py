@@ -22,6 +22,8 @@ from collections import defaultdict
 
 import torch
 
+from ..trl_private import fused_logps
+
 
 def group_rows(prompt_ids: list[list[int]]) -> dict[tuple[int, ...], list[int]]:
     """Rows by identical prompt (first-seen order)."""
@@ -48,7 +50,8 @@ def score_shared_prompts(model, prompt_ids: list[list[int]], completion_ids: tor
     gives no repeatable KV cache (a hybrid model's linear-attention layers, or gradient checkpointing turning the
     cache off): the caller then scores plainly.
 
-    ``model`` must carry TRL's fused LM head (``fused_lm_head=True`` returns per-token ``log_probs`` / ``entropy``).
+    ``model`` must carry TRL's fused LM head (:func:`~skill_sd_trl.trl_private.fused_logps`: per-token log-probs and
+    entropies without logits).
     Grad mode is the caller's: under ``torch.no_grad()`` nothing is kept for a backward. ``bucket_call_cost``: see
     :func:`length_buckets`.
     """
@@ -83,13 +86,14 @@ def score_shared_prompts(model, prompt_ids: list[list[int]], completion_ids: tor
                                          device=device), row_mask], dim=1)
             labels = seq.masked_fill(torch.cat([tail.new_ones(tail.shape), row_mask], 1) == 0, -100)
             with autocast():
-                out = model(input_ids=seq, attention_mask=mask, cache=cache, labels=labels, fused_lm_head=True)
-            pieces.append((bucket_rows, width, out))
-    for rows, width, out in pieces:  # indexed writes keep the graph: each row's values come from its bucket's forward
+                piece = fused_logps(model, labels, input_ids=seq, attention_mask=mask, cache=cache)
+            pieces.append((bucket_rows, width, *piece))
+    # Indexed writes keep the graph: each row's values come from its bucket's forward.
+    for rows, width, piece_logps, piece_entropy in pieces:
         index = torch.tensor(rows, device=device)
-        logps = logps.index_copy(0, index, _widen(out.log_probs[:, -width:].float(), length))
+        logps = logps.index_copy(0, index, _widen(piece_logps[:, -width:].float(), length))
         if compute_entropy:
-            entropy = entropy.index_copy(0, index, _widen(out.entropy[:, -width:].float(), length))
+            entropy = entropy.index_copy(0, index, _widen(piece_entropy[:, -width:].float(), length))
     return logps, entropy
 
 

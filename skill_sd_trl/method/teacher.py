@@ -27,6 +27,7 @@ from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ..atomic import atomic_write, atomic_write_json
+from ..trl_private import refresh_fused_lm_head
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Teacher:
                 )
             self._copy = copy.deepcopy(model).eval()
             self._copy.requires_grad_(False)
-            _repatch_fused_lm_head(self._copy, args)
+            refresh_fused_lm_head(self._copy, args.temperature, args.cast_lm_head_to_fp32)
 
     # -- weights ---------------------------------------------------------------------------------------------
     def _pairs(self):
@@ -220,14 +221,3 @@ def _gathered(params):
     import deepspeed
 
     return deepspeed.zero.GatheredParameters(partitioned, modifier_rank=0)
-
-
-def _repatch_fused_lm_head(module, args) -> None:
-    """TRL patches the student's ``forward`` with a fused LM head whose closure calls the *original* model's forward;
-    a deep copy would keep calling the live student. Give the copy its own patch (same temperature and dtype)."""
-    if "forward" not in module.__dict__:
-        return
-    from trl.trainer.utils import add_fused_lm_head
-
-    del module.__dict__["forward"]  # back to the class's forward, bound to the copy
-    add_fused_lm_head(module, temperature=args.temperature, cast_lm_head_to_fp32=args.cast_lm_head_to_fp32)

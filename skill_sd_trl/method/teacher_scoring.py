@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from trl.trainer.utils import pad
 
+from ..trl_private import pad
 from .shared_prompts import score_shared_prompts
 
 

@@ -24,27 +24,24 @@ from typing import Any
 import torch
 from accelerate.utils import gather_object
 from trl import GRPOConfig, GRPOTrainer
-from trl.models.utils import disable_gradient_checkpointing
 
+from .. import trl_private
 from ..atomic import atomic_write
+from ..rollout.multi_turn import episode_metrics
+from ..rollout.prompts import prompt_text, task_id_of
+from ..skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
+from ..skills.trajectory import Trajectory, Turn
 from .batch_plan import BatchPlan, render_context
 from .config import SkillSDConfig
 from .losses import sanitize_logps, sdl_per_token
 from .model_card import PAPER, skill_sd_section
-from ..rollout.prompts import prompt_text, task_id_of
-from ..rollout.multi_turn import episode_metrics
 from .sdl_metrics import first_turn_mask, rollout_success, sdl_metrics, term_gradient_metrics
-from ..skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
-from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher  # noqa: F401  (re-exported)
 from .shared_prompts import shared_prompt_pass
+from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher  # noqa: F401  (re-exported)
 from .teacher_scoring import score_teacher
-from ..skills.trajectory import Trajectory, Turn
 
 logger = logging.getLogger(__name__)
 
-
-#: Loss types whose parent normalizer is the token count of the whole accumulation window.
-_GLOBAL_TOKEN_LOSSES = ("dapo", "cispo", "vespo")
 
 class SkillSDTrainer(GRPOTrainer):
     """GRPO + λ · importance-weighted reverse KL to a skill-conditioned, LoRA-synced teacher.
@@ -173,26 +170,22 @@ class SkillSDTrainer(GRPOTrainer):
             return super()._generate(prompts)
         teacher_acts = self.teacher is not None and self.args.rollout_policy == "teacher" and self.model.training
         sent = [self._render(p, c) for p, c in zip(prompts, plan.contexts, strict=True)] if teacher_acts else prompts
-        rollout = self.rollout_func
+        rollout = trl_private.rollout_func(self)
         played = rollout.bind(plan.rows) if hasattr(rollout, "bind") else None
-        try:
-            self.rollout_func = played or rollout  # TRL calls rollout_func(prompts, trainer) inside _generate
-            with self.teacher.activated() if teacher_acts else contextlib.nullcontext():
-                result = super()._generate(sent)
-        finally:
-            self.rollout_func = rollout
+        with (trl_private.rollout_func_swapped(self, played or rollout),  # the parent calls rollout_func(prompts, self)
+              self.teacher.activated() if teacher_acts else contextlib.nullcontext()):
+            result = super()._generate(sent)
         sampled = sent
         if played is not None:
             sampled = played.prompts
             gather = gather_object if self.accelerator.num_processes > 1 else None
             mode = "train" if self.model.training else "eval"
-            self._log_metrics(mode, episode_metrics(played.records, played.stop_reasons, gather))
+            trl_private.log_metrics(self, mode, episode_metrics(played.records, played.stop_reasons, gather))
         plan.settle(prompts, sent, sampled, teacher_acts, self.args.skills_in_student_prompt, self._render)
         if not teacher_acts:
             return result
         # Train the student on its own plain prompt (with the same reset text) followed by the teacher's tokens.
-        student_prompt_ids = self._tokenize_prompts(plan.student_prompts)[0]
-        return (student_prompt_ids, *result[1:])
+        return (trl_private.tokenize_prompts(self, plan.student_prompts), *result[1:])
 
     def _add_teacher_logps(self, output: dict, plan: BatchPlan, mode: str) -> None:
         scored = plan.scored_rows(self.args.teacher_context == "none"
@@ -214,15 +207,15 @@ class SkillSDTrainer(GRPOTrainer):
     @torch.no_grad()
     def _teacher_logps(self, output: dict, teacher_prompts: list, mode: str) -> torch.Tensor:
         """log π_T of ``output``'s completion ids under ``teacher_prompts``, aligned with ``completion_ids``."""
-        prompt_ids = [list(ids) for ids in self._tokenize_prompts(teacher_prompts)[0]]
+        prompt_ids = [list(ids) for ids in trl_private.tokenize_prompts(self, teacher_prompts)]
         completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
         batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
-        with self.teacher.activated() as teacher_model, disable_gradient_checkpointing(
+        with self.teacher.activated() as teacher_model, trl_private.no_gradient_checkpointing(
             teacher_model, self.args.gradient_checkpointing_kwargs
         ):
             logps = score_teacher(teacher_model, prompt_ids, completion_ids, completion_mask,
-                                  super()._get_per_token_logps_and_entropies, self.accelerator.autocast,
-                                  self._tokenizer.pad_token_id, batch_size, self.args.teacher_prompt_cache)
+                                  trl_private.parent_logps_pass(self), self.accelerator.autocast,
+                                  trl_private.pad_token_id(self), batch_size, self.args.teacher_prompt_cache)
         mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
         logps, bad = sanitize_logps(torch.where(mask.bool(), logps.float(), torch.zeros_like(logps, dtype=torch.float)))
         self._nonfinite_teacher_logps += bad
@@ -236,7 +229,7 @@ class SkillSDTrainer(GRPOTrainer):
         """
         if self.args.teacher_context == "skill" and (self.teacher is not None or self.args.skills_in_student_prompt):
             covered = torch.tensor([float(s is not None) for s in plan.skills], device=self.accelerator.device)
-            self._metrics[mode]["skills/coverage"].append(self.accelerator.gather(covered).mean().item())
+            trl_private.log_metrics(self, mode, {"skills/coverage": self.accelerator.gather(covered).mean().item()})
         if mode != "train":
             return
         start = self.accelerator.process_index * len(inputs)
@@ -265,18 +258,13 @@ class SkillSDTrainer(GRPOTrainer):
             task_id=task_id,
             env_name=str(example.get("env", "single_turn")),
             task=task,
-            turns=[Turn(action=self._tokenizer.decode(ids, skip_special_tokens=True))],
+            turns=[Turn(action=trl_private.decode(self, ids))],
             reward=0.0,
         )
 
-    def _log_metrics(self, mode: str, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items():
-            self._metrics[mode][key].append(value)
-
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
-        self._last_rewards = (rewards_per_func * weights).nansum(dim=1)  # all processes, in process order
+        self._last_rewards = trl_private.total_rewards(self, rewards_per_func)  # all processes, in process order
         return rewards_per_func
 
     # ------------------------------------------------------------------------------------------------------------
@@ -312,7 +300,7 @@ class SkillSDTrainer(GRPOTrainer):
         # grpo_coef = 0 (vanilla OPD) keeps the parent's graph and metrics, without its gradient
         grpo_term = grpo_loss if self.args.grpo_coef == 1 else self.args.grpo_coef * grpo_loss
         if self.args.log_loss_grad_norms and model.training:  # a diagnostic: two extra backward passes
-            self._log_metrics("train", term_gradient_metrics(model.parameters(), grpo_term, sdl_term))
+            trl_private.log_metrics(self, "train", term_gradient_metrics(model.parameters(), grpo_term, sdl_term))
         return sdl_term + grpo_term
 
     def _sdl_loss(self, student_logps: torch.Tensor, inputs: dict) -> torch.Tensor:
@@ -334,21 +322,14 @@ class SkillSDTrainer(GRPOTrainer):
         )
         if "importance_sampling_ratio" in inputs:  # vLLM sampler ≠ trainer: correct to the true sampler
             per_token = per_token * inputs["importance_sampling_ratio"].detach()
-        mask_f = mask.to(per_token.dtype)
-        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
-        if self.loss_type in _GLOBAL_TOKEN_LOSSES:
-            normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
-            if mode == "train":
-                normalizer = normalizer * accumulation / self.args.steps_per_generation
-        else:
-            normalizer = mask_f.sum().clamp(min=1.0) * accumulation
+        normalizer = trl_private.sdl_normalizer(self, inputs, mask.to(per_token.dtype).sum(), mode)
         loss = (per_token * scored.to(per_token.dtype)).sum() / normalizer
         logged = sdl_metrics(self.accelerator, per_token.detach(), student_logps.detach(), old, teacher, scored.float(),
                              self.args.sdl_coef, self.args.sdl_log_ratio_clamp, inputs.get("rollout_success"),
                              first_turn_mask(inputs["completion_mask"], inputs.get("tool_mask")))
         logged["teacher/sync_count"] = float(self.teacher.sync_count)
         logged["teacher/nonfinite_logps"] = float(self._nonfinite_teacher_logps)
-        self._log_metrics(mode, logged)
+        trl_private.log_metrics(self, mode, logged)
         return loss.to(student_logps.dtype) if student_logps.dtype == torch.float64 else loss
 
     # ------------------------------------------------------------------------------------------------------------

@@ -13,18 +13,17 @@ Works with any chat template (SmolLM2 has no tool-call format: actions are plain
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-from trl.models.utils import unwrap_model_for_generation
 
+from .. import trl_private
 from ..envs.base import RolloutLimits, TextEnv
-from .prompts import append_to_last_message, prompt_text, task_id_of
 from ..skills.trajectory import Trajectory, Turn
+from .prompts import append_to_last_message, prompt_text, task_id_of
 from .turn_cache import TurnCache
 
 STOP_REASONS = ("solved", "done", "max_turns", "invalid_output", "context_full", "env_error")
@@ -69,34 +68,24 @@ class TrainerBackend:
 
     def __init__(self, trainer, kv_cache: bool = True):
         self.trainer = trainer
-        self.eos_token_ids = set(trainer.eos_token_ids)
-        self._observations = ChatObservations(
-            trainer.processing_class, trainer.chat_template, getattr(trainer, "chat_template_kwargs", {})
-        )
-        plain = not getattr(trainer, "use_vllm", False) and not getattr(trainer, "use_transformers_continuous_batching",
-                                                                         False)
-        self._turns = TurnCache(trainer._tokenizer.pad_token_id, self.eos_token_ids) if kv_cache and plain else None
+        self.eos_token_ids = set(trl_private.eos_token_ids(trainer))
+        self._observations = ChatObservations(trainer.processing_class, *trl_private.chat_template(trainer))
+        plain = trl_private.samples_with_plain_generate(trainer)
+        self._turns = TurnCache(trl_private.pad_token_id(trainer), self.eos_token_ids) if kv_cache and plain else None
 
     def reset(self):
         if self._turns is not None:
             self._turns.reset()
 
     def tokenize_prompt(self, prompt):
-        return list(self.trainer._tokenize_prompts([prompt])[0][0])
+        return list(trl_private.tokenize_prompts(self.trainer, [prompt])[0])
 
     def generate(self, contexts, max_new_tokens):
         if self._turns is None:
-            with _max_new_tokens(self.trainer, max_new_tokens):
-                return self.trainer._generate_single_turn(contexts, None, {}, num_generations=1)
-        t = self.trainer
-        with (  # as GRPOTrainer._generate_single_turn's transformers path
-            unwrap_model_for_generation(t.model_wrapped, t.accelerator,
-                                        gather_deepspeed3_params=t.args.ds3_gather_for_generation,
-                                        generation_kwargs=t.generation_kwargs,
-                                        gradient_checkpointing_kwargs=t.args.gradient_checkpointing_kwargs) as model,
-            t._dist.summon_full_params(t.model_wrapped, recurse=False),
-        ):
-            return self._turns.generate(model, contexts, generation_config=t.generation_config,
+            with trl_private.generation_length_capped(self.trainer, max_new_tokens):
+                return trl_private.generate_single_turn(self.trainer, contexts)
+        with trl_private.generation_model(self.trainer) as model:
+            return self._turns.generate(model, contexts, generation_config=trl_private.generation_config(self.trainer),
                                         max_new_tokens=max_new_tokens), None
 
     def decode(self, ids):
@@ -350,12 +339,12 @@ class BoundRollout:
             raise RuntimeError(f"the rollout was bound to {len(self.rows)} rows but got {len(prompts)} prompts")
         r = self.rollout
         episodes, records = play_episodes(
-            prompts, self.rows, r.backend(trainer), r.env_factory, r.limits, int(trainer.max_completion_length),
+            prompts, self.rows, r.backend(trainer), r.env_factory, r.limits, trl_private.completion_budget(trainer),
             getattr(trainer.args, "task_id_column", "task_id"), r.env_name,
         )
         self.records, self.prompts = records, [e.prompt for e in episodes]
         self.stop_reasons = tuple(sorted({x for e in episodes for x in getattr(e.env, "stop_reasons", ())}))
-        use_logprobs = getattr(trainer, "use_vllm", False)
+        use_logprobs = trl_private.samples_with_vllm(trainer)
         return {
             "prompt_ids": [e.prompt_ids for e in episodes],
             "completion_ids": [e.completion_ids for e in episodes],
@@ -389,22 +378,3 @@ def episode_metrics(records: list[dict], env_stop_reasons: Sequence[str] = (), g
         for reason in sorted(set(STOP_REASONS) | set(env_stop_reasons) | set(counts)):
             metrics[f"env/{name}/stop/{reason}"] = counts.get(reason, 0) / len(mine)
     return metrics
-
-
-@contextlib.contextmanager
-def _max_new_tokens(trainer, n: int):
-    """Temporarily cap the trainer's generation length (transformers config and TRL's vLLM generator) to ``n``."""
-    saved = []
-    config = getattr(trainer, "generation_config", None)
-    if config is not None:
-        saved.append((config, "max_new_tokens", config.max_new_tokens))
-        config.max_new_tokens = n
-    vllm = getattr(trainer, "vllm_generation", None) if getattr(trainer, "use_vllm", False) else None
-    if vllm is not None:
-        saved.append((vllm, "max_completion_length", vllm.max_completion_length))
-        vllm.max_completion_length = n
-    try:
-        yield
-    finally:
-        for obj, attr, value in saved:
-            setattr(obj, attr, value)
