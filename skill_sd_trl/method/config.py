@@ -167,6 +167,7 @@ class SkillSDConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        _check_batch_counts(self)  # before GRPOConfig's own checks, which divide by these
         super().__post_init__()
         self._check_skill_sd_fields()
 
@@ -184,6 +185,7 @@ class SkillSDConfig(GRPOConfig):
         for f in fields(cls):
             if f.name not in own:
                 setattr(upgraded, f.name, f.default)
+        _check_batch_counts(upgraded)
         upgraded._check_skill_sd_fields()
         if not _UPGRADE_LOGGED:
             _UPGRADE_LOGGED.append(True)
@@ -253,6 +255,33 @@ class SkillSDConfig(GRPOConfig):
 
 
 _UPGRADE_LOGGED: list[bool] = []  # the GRPOConfig upgrade is announced once per process
+
+
+#: GRPOConfig's counts that TRL divides by or batches with, and how to fix a value below 1. Checked before
+#: ``GRPOConfig.__post_init__``: there a 0 ends in a ZeroDivisionError (num_generations; per_device_train_batch_size with
+#: generation_batch_size) or passes, to fail at the first batch inside torch's sampler (the others) or, for
+#: num_iterations, to train 0 steps without a word.
+_COUNT_FIXES = {
+    "per_device_train_batch_size": "set it to a multiple of num_generations, e.g. --per_device_train_batch_size 8",
+    "per_device_eval_batch_size": "set it to a multiple of num_generations, e.g. --per_device_eval_batch_size 8",
+    "gradient_accumulation_steps": "use 1 for no accumulation",
+    "steps_per_generation": "use 1 or more, or leave it unset (it then follows gradient_accumulation_steps)",
+    "generation_batch_size": "use a multiple of num_generations, or leave it unset (derived from the batch size)",
+    "num_iterations": "use 1 (each generation batch trained on once) or more",
+}
+
+
+def _check_batch_counts(args) -> None:
+    """One-line errors naming the field and the fix for the GRPOConfig counts that must be positive."""
+    if args.num_generations is not None and args.num_generations < 2:
+        raise ValueError(
+            f"num_generations must be >= 2 (group-relative advantages compare each completion with the rest of its "
+            f"group; TRL's rule), got {args.num_generations}; set --num_generations 2 or more, e.g. 8."
+        )
+    for name, fix in _COUNT_FIXES.items():
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}; {fix}.")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
