@@ -7,21 +7,26 @@ from trl import GRPOConfig
 
 from skill_sd_trl import SkillSDConfig
 
-BASE = dict(output_dir="unused", use_cpu=True, bf16=False, report_to=[], per_device_train_batch_size=4,
-            num_generations=4)
+BASE = {"output_dir": "unused", "use_cpu": True, "bf16": False, "report_to": [], "per_device_train_batch_size": 4,
+        "num_generations": 4}
 
-CASES = {
-    "num_generations": (0, "num_generations must be >= 2 (group-relative advantages compare each completion with the "
-                           "rest of its group; TRL's rule), got 0; set --num_generations 2 or more, e.g. 8."),
-    "per_device_train_batch_size": (0, "per_device_train_batch_size must be >= 1, got 0; set it to a multiple of "
-                                       "num_generations, e.g. --per_device_train_batch_size 8."),
-    "per_device_eval_batch_size": (0, "per_device_eval_batch_size must be >= 1, got 0; set it to a multiple of "
-                                      "num_generations, e.g. --per_device_eval_batch_size 8."),
+CASES = {  # field: (value, the whole message)
+    "num_generations": (0, (
+        "num_generations must be >= 2 (group-relative advantages compare each completion with the rest of its group; "
+        "TRL's rule), got 0; set --num_generations 2 or more, e.g. 8.")),
+    "per_device_train_batch_size": (0, (
+        "per_device_train_batch_size must be >= 1, got 0; set it to a multiple of num_generations, e.g. "
+        "--per_device_train_batch_size 8.")),
+    "per_device_eval_batch_size": (0, (
+        "per_device_eval_batch_size must be >= 1, got 0; set it to a multiple of num_generations, e.g. "
+        "--per_device_eval_batch_size 8.")),
     "gradient_accumulation_steps": (0, "gradient_accumulation_steps must be >= 1, got 0; use 1 for no accumulation."),
-    "steps_per_generation": (0, "steps_per_generation must be >= 1, got 0; use 1 or more, or leave it unset (it then "
-                                "follows gradient_accumulation_steps)."),
-    "generation_batch_size": (-8, "generation_batch_size must be >= 1, got -8; use a multiple of num_generations, or "
-                                  "leave it unset (derived from the batch size)."),
+    "steps_per_generation": (0, (
+        "steps_per_generation must be >= 1, got 0; use 1 or more, or leave it unset (it then follows "
+        "gradient_accumulation_steps).")),
+    "generation_batch_size": (-8, (
+        "generation_batch_size must be >= 1, got -8; use a multiple of num_generations, or leave it unset (derived "
+        "from the batch size).")),
     "num_iterations": (0, "num_iterations must be >= 1, got 0; use 1 (each generation batch trained on once) or more."),
 }
 
