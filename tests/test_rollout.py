@@ -62,10 +62,10 @@ class ScriptedPolicy:
 
 def test_scripted_episode_masks_positions_and_teacher_alignment(tiny_model_path, tmp_path):
     ds = make_sokoban_dataset("small", "train", seed=0).filter(lambda r: r["solution_length"] >= 3)
+    ds = ds.add_column("skill", ["golden_workflow: " + g for g in ds["ground_truth"]])
     tr = _trainer(tiny_model_path, tmp_path, ds, per_device_train_batch_size=2, num_generations=2,
                   max_completion_length=4096)
     rows = _rows(tr)
-    rows = [{**r, "skill": "golden_workflow: " + r["ground_truth"]} for r in rows]
     policy = ScriptedPolicy(tr, rows)
     tr._generate_single_turn = policy
     tr.model.train()

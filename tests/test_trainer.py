@@ -78,9 +78,11 @@ def _trainer_with_dropout(model_path, tmp_path, lora_dropout, dataset, perturb, 
 
 @pytest.mark.parametrize("lora_dropout", [0.0, 0.05])
 def test_teacher_identical_to_student_gives_zero_sdl_and_gradient(tiny_model_path, tmp_path, lora_dropout):
-    # TRL's disable_dropout makes the student deterministic; the teacher must be so whatever the LoRA's dropout
+    # TRL's disable_dropout makes the student deterministic; the teacher must be so whatever the LoRA's dropout.
+    # An EMA teacher at rate 1 is a copy of the student synced before the batch: the same weights, the same prompt.
     tr = _trainer_with_dropout(tiny_model_path, tmp_path, lora_dropout, toy_dataset(), perturb=".default.",
-                               teacher_context="none", grpo_coef=0.0, sdl_coef=1.0, disable_dropout=True)
+                               teacher_context="none", grpo_coef=0.0, sdl_coef=1.0, disable_dropout=True,
+                               teacher_sync_mode="ema", teacher_ema_rate=1.0)
     tr.model.train()
     batch = tr._generate_and_score_completions(first_batch(tr))
     assert torch.allclose(batch["teacher_per_token_logps"][batch["completion_mask"].bool()],
@@ -358,7 +360,8 @@ def test_plain_grpo_config_is_upgraded_and_trains_exactly_like_grpo_without_skil
     dataset = toy_dataset().remove_columns("skill")  # a GRPO dataset: Skill-SD has no context to add
     skill = SkillSDTrainer(model=tiny_model_path, reward_funcs=length_reward, args=GRPOConfig(**kwargs),
                            train_dataset=dataset, peft_config=lora())
-    assert isinstance(skill.args, SkillSDConfig) and skill.args.sdl_coef == 0.001 and skill.teacher is not None
+    assert isinstance(skill.args, SkillSDConfig) and skill.args.sdl_coef == 0.001
+    assert skill.teacher is None and list(skill.model.peft_config) == ["default"]  # no teacher adapter for nothing
     assert skill.args.generation_batch_size == 4 and skill.args.steps_per_generation == 1
     skill.train()
     grpo = GRPOTrainer(model=tiny_model_path, reward_funcs=length_reward,

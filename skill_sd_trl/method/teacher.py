@@ -27,12 +27,43 @@ from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ..atomic import atomic_write, atomic_write_json
+from ..skills.provider import ColumnSkillProvider
 from ..trl_private import refresh_fused_lm_head
 
 logger = logging.getLogger(__name__)
 
 TEACHER_STATE_FILE = "teacher_state.safetensors"
 TEACHER_META_FILE = "teacher_state.json"
+
+
+def build_teacher(model, args, accelerator, skill_provider, columns: list[str] | None) -> Teacher | None:
+    """The teacher, or None when no row of the run can give it a signal: then it would cost an adapter (or a full
+    copy of the model) and a forward per batch for nothing, and the run is exactly GRPO. ``columns``: the training
+    dataset's (None when unknown, e.g. an iterable dataset: the teacher is then built)."""
+    if not args.needs_teacher:
+        return None
+    reason = _no_signal_reason(args, skill_provider, columns, is_peft_model(model))
+    if reason is not None:
+        logger.warning("No teacher is built, so L_SDL is 0 and this run is GRPO: %s.", reason)
+        return None
+    return Teacher(model, args, accelerator)
+
+
+def _no_signal_reason(args, skill_provider, columns: list[str] | None, is_peft: bool) -> str | None:
+    """Why no row can carry a teacher signal, or None when some row can."""
+    if args.rollout_policy == "teacher" or args.teacher_context == "ground_truth":
+        return None  # the teacher samples the rollouts; the ground-truth column was checked to exist
+    if args.teacher_context == "none":
+        # Same prompt as the student: only a teacher with weights of its own (frozen, EMA, or an adapter synced less
+        # often than every step) differs from the student. A dynamic one scores exactly the sampler's log-probs.
+        if args.teacher_sync_mode != "dynamic" or (is_peft and args.teacher_sync_steps > 1):
+            return None
+        return ("teacher_context='none' with teacher_sync_mode='dynamic' makes the teacher the student itself; use "
+                "'frozen' or 'ema', or a context")
+    if isinstance(skill_provider, ColumnSkillProvider) and columns is not None and skill_provider.column not in columns:
+        return (f"teacher_context='skill' reads skills from the dataset column {skill_provider.column!r}, which the "
+                f"training dataset lacks; add it, set skill_column, or pass a skill_provider (a SkillBank)")
+    return None
 
 
 class Teacher:

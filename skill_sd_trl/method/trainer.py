@@ -37,7 +37,7 @@ from .losses import sanitize_logps, sdl_per_token
 from .model_card import PAPER, skill_sd_section
 from .sdl_metrics import first_turn_mask, rollout_success, sdl_metrics, term_gradient_metrics
 from .shared_prompts import shared_prompt_pass
-from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher  # noqa: F401  (re-exported)
+from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher, build_teacher  # noqa: F401  (re-exported)
 from .teacher_scoring import score_teacher
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ class SkillSDTrainer(GRPOTrainer):
         args ([`SkillSDConfig`]): the configuration.
         skill_provider ([`SkillProvider`], *optional*): where skills come from (a `SkillBank`, or anything with
             `select`/`record_outcome`). Defaults to reading the dataset column `args.skill_column`.
+
+    The teacher is built only when some row can carry a teacher signal (:func:`~.teacher.build_teacher`): a plain
+    GRPO dataset without a skill column trains exactly as `GRPOTrainer`, with no teacher adapter or copy.
     """
 
     _tag_names = ["trl", "grpo", "skill-sd"]
@@ -80,7 +83,8 @@ class SkillSDTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args, *pos, **kwargs)
         self.skill_provider = skill_provider if skill_provider is not None else ColumnSkillProvider(args.skill_column)
         self._check_columns(self.train_dataset)
-        self.teacher = Teacher(self.model, args, self.accelerator) if args.needs_teacher else None
+        self.teacher = build_teacher(self.model, args, self.accelerator, self.skill_provider,
+                                     getattr(self.train_dataset, "column_names", None))
         if args.rollout_policy == "teacher" and self.teacher is not None and self.teacher._copy is not None:
             raise ValueError(
                 f"rollout_policy='teacher' with teacher_sync_mode={args.teacher_sync_mode!r} needs the teacher to be a "
