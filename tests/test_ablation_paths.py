@@ -118,3 +118,42 @@ def test_skill_augmented_grpo_summaries_see_the_plain_task(tiny_model_path, tmp_
     assert len(trajectories) == 4
     for traj in trajectories:
         assert traj.task.endswith(RESET_TEXT) and "golden_workflow" not in traj.task
+
+
+def test_the_acting_teacher_is_scored_under_the_very_prompt_it_sampled_under(tiny_model_path, tmp_path, monkeypatch):
+    """With the skill after the task (user_suffix) and reset text appended after it, the sampled prompt is
+    task ⊕ skill ⊕ reset; re-rendering the student's prompt (task ⊕ reset) would give task ⊕ reset ⊕ skill, other
+    token ids, and sampler log-probs that are not the sampler's."""
+    from skill_sd_trl.rollout.multi_turn import TrainerBackend
+
+    sampled = []  # the prompt ids each episode was sampled under, as the rollout tokenized them
+    tokenize = TrainerBackend.tokenize_prompt
+
+    def spy(backend, prompt):
+        sampled.append(tokenize(backend, prompt))
+        return sampled[-1]
+
+    monkeypatch.setattr(TrainerBackend, "tokenize_prompt", spy)
+    tr = _trainer(tiny_model_path, tmp_path, rollout_policy="teacher", teacher_skill_position="user_suffix")
+    with torch.no_grad():  # a teacher distinct from the student
+        for n, p in tr.model.named_parameters():
+            if ".teacher." in n and "lora_B" in n:
+                p.add_(0.3 * torch.randn_like(p))
+    teacher_calls = record_teacher_prompts(tr)
+    rows = first_batch(tr)
+    tr.model.train()
+    batch = tr._generate_and_score_completions([dict(r) for r in rows])
+
+    (teacher_prompts,) = teacher_calls
+    assert [list(ids) for ids in tr._tokenize_prompts(teacher_prompts)[0]] == sampled
+    user = teacher_prompts[0][-1]["content"]
+    assert user.index(rows[0]["skill"]) < user.index(RESET_TEXT)  # task ⊕ skill ⊕ reset, as sampled
+    rerendered = [tr._render(_plain_with_reset(r), r["skill"]) for r in rows]  # what must not be scored
+    assert all(list(ids) != s for ids, s in zip(tr._tokenize_prompts(rerendered)[0], sampled))
+    # the stored sampler log-probs are the teacher's under the sampled ids, not under the re-rendered prompt
+    as_sampled = _logps_under(tr, teacher_prompts, batch, tr.teacher.activated)
+    as_rerendered = _logps_under(tr, rerendered, batch, tr.teacher.activated)
+    for i, (under_sampled, under_rerendered) in enumerate(zip(as_sampled, as_rerendered)):
+        n = under_sampled.numel()
+        assert torch.allclose(batch["old_per_token_logps"][i, :n], under_sampled, atol=1e-4), i
+        assert not torch.allclose(under_sampled, under_rerendered, atol=1e-3), i
