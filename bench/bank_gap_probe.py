@@ -1,6 +1,6 @@
 """Does the teacher, shown the skills a run's bank really held, favour the answers that solved the task?
 
-    python bench/bank_gap_probe.py --bank bench/results/sokoban_cpu_ctx/cells/skill_sd/seed0-levels0/skill_bank.json \
+    python bench/bank_gap_probe.py --bank bench/results/sokoban_cpu_ctx/cells/skill_sd/seed0-tasks0/skill_bank.json \
         --model smollm2-135m-sokoban-base-ctx --json bench/results/bank_gap_probe_ctx_seed0.json
 
 For every training task of the bank (Sokoban, the preset and level seed given), the answer is the shortest solution
@@ -36,7 +36,7 @@ def main(argv=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from skill_sd_trl.method.config import DEFAULT_SKILL_TEMPLATE
-    from skill_sd_trl.envs.sokoban.dataset import _level_pool, _resolve_preset, build_prompt
+    from skill_sd_trl.envs.sokoban.dataset import level_pool, resolve_preset, build_prompt
     from skill_sd_trl.models import resolve_model
     from skill_sd_trl.rollout.prompts import add_context_to_prompt
     from skill_sd_trl.skills.schema import Skill
@@ -44,8 +44,8 @@ def main(argv=None):
     from context_probe import answer_logps, prompt_token_ids  # bench/ is the script's folder, first on sys.path
 
     start = time.perf_counter()
-    preset = _resolve_preset(args.preset)
-    train = _level_pool(preset, args.level_seed)[0]
+    preset = resolve_preset(args.preset)
+    train = level_pool(preset, args.level_seed)[0]
     path = resolve_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()

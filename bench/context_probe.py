@@ -40,10 +40,21 @@ def probe(model_name: str, levels, max_steps: int, prompt_style: str, kinds, max
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from skill_sd_trl.envs.registry import load_environment
+    from skill_sd_trl.envs.sokoban.dataset import build_prompt
     from skill_sd_trl.envs.sokoban.render import format_actions, parse_actions
     from skill_sd_trl.envs.sokoban.rules import apply_moves
     from skill_sd_trl.models import resolve_model
     from skill_sd_trl.models.warmstart import demonstration_prompt
+
+    # the environment as the warm start plays it (its skills come from an episode of this environment)
+    env_spec = load_environment("sokoban", {"prompt_style": prompt_style, "reward_mode": "success",
+                                            "lenient_actions": True})
+
+    def row(level):
+        moves = format_actions(level.solution)
+        return {"prompt": build_prompt(level, max_steps, prompt_style), "level": level.to_xsb(), "max_steps": max_steps,
+                "ground_truth": moves, "answer": f"<answer>{moves}</answer>"}
 
     path = resolve_model(model_name)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -52,7 +63,7 @@ def probe(model_name: str, levels, max_steps: int, prompt_style: str, kinds, max
     for kind in kinds:
         logps, solved = [], 0
         for level in levels:
-            prompt_ids = prompt_token_ids(tokenizer, demonstration_prompt(level, kind, max_steps, prompt_style))
+            prompt_ids = prompt_token_ids(tokenizer, demonstration_prompt(env_spec, row(level), kind))
             answer_ids = tokenizer(f"<answer>{format_actions(level.solution)}</answer>", add_special_tokens=False)["input_ids"]
             logps.append(answer_logps(model, prompt_ids, answer_ids).mean().item())
             with torch.no_grad():
@@ -78,11 +89,11 @@ def main(argv=None):
 
     import torch
 
-    from skill_sd_trl.envs.sokoban.dataset import _level_pool, _resolve_preset
+    from skill_sd_trl.envs.sokoban.dataset import level_pool, resolve_preset
 
     torch.manual_seed(0)
-    preset = _resolve_preset(args.preset)
-    levels = _level_pool(preset, args.level_seed)[1][: args.levels]
+    preset = resolve_preset(args.preset)
+    levels = level_pool(preset, args.level_seed)[1][: args.levels]
     kinds = ("none", "skill", "ground_truth")
     results = {}
     for name in args.models.split(","):

@@ -30,7 +30,7 @@ def main(argv):
     script, args, model_args, _ = parse_train_args(argv)
     torch.manual_seed(args.seed)
     spec = script.spec
-    tasks = script.train_tasks(spec.dataset(script.train_split or spec.train_split, script.options()))
+    tasks = script.train_tasks(spec.dataset(script.train_split or spec.train_split))
     model, tokenizer = load_for_eval(model_args.model_name_or_path, model_args.dtype or "float32")
     backend = ModelBackend(model, tokenizer, do_sample=True, temperature=args.temperature)
     group = args.num_generations
@@ -38,7 +38,7 @@ def main(argv):
     records = []
     for start in range(0, len(rows), args.per_device_train_batch_size):  # one training step's rollouts at a time
         batch = rows[start:start + args.per_device_train_batch_size]
-        _, recs = play_episodes([r["prompt"] for r in batch], batch, backend, spec.env_factory(script.options()),
+        _, recs = play_episodes([r["prompt"] for r in batch], batch, backend, spec.make_env,
                                 script.limits(), args.max_completion_length, env_name=script.env_name)
         records += recs
     solved = [sum(bool(r["success"]) for r in records[i:i + group]) for i in range(0, len(records), group)]

@@ -10,7 +10,9 @@ Markers replaced in the Markdown of any page (``hooks: [docs/hooks.py]`` in ``mk
   with each recipe's description (its first comment line) and the Skill-SD settings it chooses; ``accelerate``
   launcher configurations found there get their own table.
 - ``<!-- SOKOBAN_PRESETS -->``: the Sokoban task-set presets (``skill_sd_trl.envs.sokoban.PRESETS``).
-- ``<!-- ENV_REGISTRY -->``: the named environments of ``skill_sd_trl.envs.registry`` and their defaults.
+- ``<!-- ENV_REGISTRY -->``: the environments registered under the entry-point group ``skill_sd_trl.environments``,
+  with their splits, limits and options (the parameters of their ``load_environment``).
+- ``<!-- METHODS_TABLE -->``: the methods of ``skill_sd_trl.app.methods`` (name, paper row, options).
 
 The functions are importable without MkDocs (``tests/test_docs.py`` calls them directly).
 """
@@ -31,9 +33,11 @@ SCRIPT_ARGS_MARKER = "<!-- SCRIPT_ARGS_REFERENCE -->"
 RECIPES_MARKER = "<!-- RECIPES_TABLE -->"
 PRESETS_MARKER = "<!-- SOKOBAN_PRESETS -->"
 REGISTRY_MARKER = "<!-- ENV_REGISTRY -->"
+METHODS_MARKER = "<!-- METHODS_TABLE -->"
 
 # The options in which the paper's methods differ; a recipe's values for these are shown in the recipes table.
 RECIPE_SETTINGS = (
+    "method",
     "sdl_coef",
     "grpo_coef",
     "sdl_estimator",
@@ -304,21 +308,33 @@ def sokoban_presets_markdown() -> str:
 
 
 def env_registry_markdown() -> str:
-    """A table of the named environments (``env_name``) with their splits, limits and options."""
+    """A table of the installed environments (``env_name``): entry point, splits, limits, task-set option, options."""
     registry = _import("skill_sd_trl.envs.registry")
     lines = [
-        "| `env_name` | environment | train / eval split | `max_turns` | `max_new_tokens_per_turn` | dataset options | "
-        "environment options |",
+        "| `env_name` | `load_environment` | train / eval split | `max_turns` | `max_new_tokens_per_turn` | task set | "
+        "`env_args` (defaults) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in registry.ENV_NAMES:
-        spec = registry.get_env_spec(name)
-        env_class = getattr(spec.make_env, "__name__", type(spec.make_env).__name__)
-        options = [", ".join(f"`{o}`" for o in opts) or "–" for opts in (spec.dataset_options, spec.env_options)]
+    for name, reference in sorted(registry.registered_environments().items()):
+        spec = registry.load_environment(name, {})
+        loader = registry.environment_loader(name)
+        options = ", ".join(_inline_code(p) for p in registry.describe_parameters(loader).split(", "))
+        task_set = _inline_code(spec.task_set_arg) if spec.task_set_arg else "–"
         lines.append(
-            f"| `{name}` | `{env_class}` | `{spec.train_split}` / `{spec.eval_split}` | {spec.max_turns} | "
-            f"{spec.max_new_tokens_per_turn} | {options[0]} | {options[1]} |"
+            f"| `{name}` | `{reference}` | `{spec.train_split}` / `{spec.eval_split}` | {spec.max_turns} | "
+            f"{spec.max_new_tokens_per_turn} | {task_set} | {options} |"
         )
+    return "\n".join(lines)
+
+
+def methods_markdown() -> str:
+    """A table of the methods a recipe or experiment names (``method: <name>``), read from their one definition."""
+    methods = _import("skill_sd_trl.app.methods")
+    lines = ["| `method` | paper row | what it is | options |", "|---|---|---|---|"]
+    for m in methods.METHODS.values():
+        options = "<br>".join(_inline_code(f"{k}: {str(v).lower() if isinstance(v, bool) else v}")
+                              for k, v in m.options.items())
+        lines.append(f"| `{m.name}` | {_cell(m.label)} | {_cell(m.description)} | {options} |")
     return "\n".join(lines)
 
 
@@ -331,6 +347,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     RECIPES_MARKER: recipes_markdown,
     PRESETS_MARKER: sokoban_presets_markdown,
     REGISTRY_MARKER: env_registry_markdown,
+    METHODS_MARKER: methods_markdown,
 }
 
 

@@ -13,7 +13,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .app.recipe import check_recipe, config_path, parse, parser, parse_train_args, train_types  # noqa: F401
+from .app.recipe import config_path, parse, parse_train_args, parser, read_recipe, train_types
 
 USAGE = """skill-sd-trl <command> [options]
 
@@ -40,9 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     if command not in commands:
         close = difflib.get_close_matches(command, list(commands), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        print(f"error: unknown command {command!r}.{hint}\n\n{USAGE}", file=sys.stderr)
+        print(f"error: unknown command {command!r}.{hint} Commands: {', '.join(commands)} (skill-sd-trl --help).",
+              file=sys.stderr)
         return 2
-    return commands[command](rest) or 0
+    from .app.recipe import RecipeError
+    from .envs.registry import EnvError
+    from .models import ModelNotFoundError
+
+    try:
+        return commands[command](rest) or 0
+    except (RecipeError, EnvError, ModelNotFoundError) as e:  # a user's mistake, found after parsing: one line
+        raise SystemExit(f"error: {' '.join(str(e).split())}") from None
+    except KeyboardInterrupt:  # the second Ctrl-C (the first one saves a checkpoint): no traceback
+        print("\naborted: nothing saved since the last checkpoint.", file=sys.stderr)
+        return 130
 
 
 #: TRL / Trainer fields a recipe usually sets, listed in the short help (every other one is accepted too).
@@ -55,8 +66,8 @@ def train_help() -> str:
     """A short help that leads with ``--config`` and the Skill-SD fields, grouped (``--help-all``: everything)."""
     from trl import GRPOConfig
 
-    from .envs.arguments import EnvArguments
     from .app.script_args import SkillSDScriptArguments
+    from .envs.arguments import EnvArguments
 
     types = train_types()
     by_name = {f.name: f for t in types for f in fields(t)}
@@ -96,31 +107,27 @@ def train_main(argv: list[str]) -> int:
     if "-h" in argv or "--help" in argv:
         print(train_help())
         return 0
-    from .models import ModelNotFoundError
-
     script, args, model_args, recipe = parse_train_args(argv)
     try:
         run_train(script, args, model_args, recipe_path=recipe)
     except TrainingInterrupted as stop:
         print(stop, file=sys.stderr)
         return 130  # the shell's code for "ended by Ctrl-C"
-    except ModelNotFoundError as e:
-        raise SystemExit(f"error: {e}") from None
     return 0
 
 
 def eval_main(argv: list[str]) -> int:
     """Evaluate models on one environment: the flags (or a train recipe via ``--config``) of :class:`EnvArguments`."""
-    from .envs.arguments import EnvArguments
     from .app.evaluation import EvalArguments, evaluate, format_table, load_for_eval, write_results
+    from .envs.arguments import EnvArguments
     from .models import ModelNotFoundError, require_available, resolve_model
 
     recipe = config_path(argv)
-    if recipe is not None:
-        check_recipe(recipe, train_types() + (EvalArguments,))  # a train recipe is welcome; a typo is not
+    # a train recipe is welcome (its environment, tasks and limits); a typo is not
+    config = read_recipe(recipe, train_types() + (EvalArguments,)) if recipe is not None else {}
     p = parser((EnvArguments, EvalArguments), "skill-sd-trl eval",
                description="Evaluate models or checkpoints on an environment (Acc./Comp. table).")
-    env, a = parse(p, argv, fail_with_unknown_args=False)
+    env, a = parse(p, argv, config)
     results = []
     for path, label in zip(a.model, a.label or a.model, strict=True):
         if not Path(path).exists() and "/" not in path and not path.lower().startswith(("smollm2", "embedded:")):
@@ -130,7 +137,7 @@ def eval_main(argv: list[str]) -> int:
         except ModelNotFoundError as e:
             raise SystemExit(f"error: {e}") from None
         model, tokenizer = load_for_eval(path)
-        results.append(evaluate(label, env=env.env_name, split=env.eval_split, env_options=env.options(),
+        results.append(evaluate(label, env.spec, split=env.eval_split,
                                 max_samples=env.max_eval_samples, batch_size=env.eval_batch_size,
                                 limits=env.limits(), completion_budget=a.max_completion_length, model=model,
                                 tokenizer=tokenizer))
@@ -148,7 +155,11 @@ def report_main(argv: list[str]) -> int:
     p.add_argument("run_dir", help="A training output folder (with trainer_state.json, or a checkpoint-* inside).")
     p.add_argument("--output-dir", default=None, help="Where to write the PNGs (default: <run_dir>/report).")
     a = p.parse_args(argv)
-    for path in write_report(a.run_dir, a.output_dir):
+    try:
+        paths = write_report(a.run_dir, a.output_dir)
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e} Give a training output folder: skill-sd-trl report outputs/<run>.") from None
+    for path in paths:
         print(path)
     return 0
 

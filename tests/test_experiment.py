@@ -12,6 +12,7 @@ import yaml
 
 from skill_sd_trl import experiment as ex
 from skill_sd_trl.experiment import cell
+from skill_sd_trl.experiment.results import read_cell
 from skill_sd_trl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,12 +26,12 @@ def tiny_config(folder: Path, model: str, **changes) -> Path:
     """Two methods, two seeds, two steps evaluated after each on 3 test levels and the 1 training task."""
     data = {
         "base_recipe": str(BASE_RECIPE),
-        "overrides": {"model_name_or_path": model, "env_preset": "tiny", "max_train_samples": 1, "max_turns": 2,
+        "overrides": {"model_name_or_path": model, "env_args": {"preset": "tiny"}, "max_train_samples": 1,
+                      "max_turns": 2,
                       "max_new_tokens_per_turn": 4, "per_device_train_batch_size": 4, "num_generations": 4},
-        "methods": {"grpo": {"sdl_coef": 0.0, "skill_source": "none"},
-                    "skill_sd": {"sdl_coef": 0.001, "skill_source": "bank"}},
-        "seeds": list(SEEDS), "level_seeds": [0], "max_steps": 2, "eval_every": 1,
-        "eval": {"test_levels": 3, "train_levels": 1}, "summarizer_wait": 30, "output_dir": str(folder / "out"),
+        "methods": {"grpo": None, "skill_sd": None},  # the methods as skill_sd_trl/app/methods.py defines them
+        "seeds": list(SEEDS), "task_sets": [0], "max_steps": 2, "eval_every": 1,
+        "eval": {"test_tasks": 3, "train_tasks": 1}, "summarizer_wait": 30, "output_dir": str(folder / "out"),
     }
     data.update(changes)
     path = folder / "experiment.yaml"
@@ -48,7 +49,7 @@ def ran(new_events: list[dict]) -> list[tuple[str, int]]:
 
 
 def result(out: Path, method: str, seed: int) -> dict:
-    return json.loads((out / "cells" / method / f"seed{seed}-levels0" / ex.RESULT_FILE).read_text())
+    return json.loads((out / "cells" / method / f"seed{seed}-tasks0" / ex.RESULT_FILE).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +81,9 @@ def test_each_cell_records_curves_timing_memory_and_trainer_logs(matrix):
     for method in METHODS:
         for seed in SEEDS:
             r = result(matrix["out"], method, seed)
-            assert (r["method"], r["seed"], r["level_seed"], r["max_steps"]) == (method, seed, 0, 2)
-            assert r["recipe"]["seed"] == seed and r["recipe"]["env_seed"] == 0 and r["recipe"]["summarizer_wait"] == 30
+            assert (r["method"], r["seed"], r["task_set"], r["max_steps"]) == (method, seed, 0, 2)
+            assert r["recipe"]["seed"] == seed and r["recipe"]["env_args"]["seed"] == 0
+            assert r["recipe"]["summarizer_wait"] == 30
             assert [e["step"] for e in r["evals"]] == [0, 1, 2]  # step 0 = the base model, then every K=1 steps
             assert all(e["test_episodes"] == 3 and e["train_episodes"] == 1 for e in r["evals"])
             assert all(0.0 <= e["test_acc"] <= 100.0 and 0.0 <= e["test_comp"] <= 100.0 for e in r["evals"])
@@ -105,13 +107,13 @@ def test_each_cell_records_curves_timing_memory_and_trainer_logs(matrix):
     assert sd["steps"][1]["log"]["skills/coverage"] > 0 and "teacher/logp_gap" in sd["steps"][1]["log"]
     assert "self_distillation/sdl" in sd["steps"][1]["log"]
     assert "self_distillation/sdl" not in result(matrix["out"], "grpo", 0)["steps"][1]["log"]
-    assert (matrix["out"] / "cells" / "skill_sd" / "seed0-levels0" / "skill_bank.json").exists()
+    assert (matrix["out"] / "cells" / "skill_sd" / "seed0-tasks0" / "skill_bank.json").exists()
 
 
 def test_the_base_model_is_evaluated_once_and_its_result_shared_by_every_cell(matrix):
     out = matrix["out"]
     files = list((out / ex.BASE_EVALS_DIR).glob("*.json"))
-    assert len(files) == 1  # one base model, one level set, one evaluation setting
+    assert len(files) == 1  # one base model, one task set, one evaluation setting
     stored = json.loads(files[0].read_text())
     first = result(out, "grpo", 0)["evals"][0]  # the first cell that ran evaluated the base model itself
     assert "shared" not in first and first["eval_seconds"] > 0
@@ -127,8 +129,8 @@ def test_cells_share_a_base_evaluation_only_when_it_is_the_same_evaluation(tmp_p
     exp = ex.load_experiment(tiny_config(tmp_path, tiny_model_path))
     path = ex.base_eval_path(exp, "grpo", 0, 0)
     assert path == ex.base_eval_path(exp, "skill_sd", 1, 0)  # method and seed do not change the step-0 model
-    assert path != ex.base_eval_path(exp, "grpo", 0, 1)  # other levels
-    other = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, eval={"test_levels": 2, "train_levels": 1}))
+    assert path != ex.base_eval_path(exp, "grpo", 0, 1)  # another task set
+    other = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, eval={"test_tasks": 2, "train_tasks": 1}))
     assert ex.base_eval_path(other, "grpo", 0, 0) != path
     moved = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, methods={
         "grpo": {"sdl_coef": 0.0}, "skill_sd": {"sdl_coef": 0.001, "max_turns": 1}}))
@@ -197,7 +199,7 @@ def test_table_notes_say_when_methods_ran_on_different_seeds(matrix):
     assert "different seeds" not in notes  # the full matrix: every method on the same seeds
     partial = [c for c in cells if not (c["method"] == METHODS[1] and c["seed"] == SEEDS[1])]
     notes = ex.table_notes(exp, ex.summarize(exp, partial, METHODS), partial, [])
-    assert (f"different seeds (seed:level seed — {METHODS[0]}: {SEEDS[0]}:0, {SEEDS[1]}:0; {METHODS[1]}: {SEEDS[0]}:0)"
+    assert (f"different seeds (seed:task set — {METHODS[0]}: {SEEDS[0]}:0, {SEEDS[1]}:0; {METHODS[1]}: {SEEDS[0]}:0)"
             in notes)
 
 
@@ -208,15 +210,15 @@ def test_curves_are_png(matrix):
 
 def test_a_deleted_or_killed_cell_is_rerun_alone(matrix, capsys):
     out = matrix["out"]
-    victim = out / "cells" / "skill_sd" / "seed1-levels0"
+    victim = out / "cells" / "skill_sd" / "seed1-tasks0"
     (victim / ex.RESULT_FILE).unlink()  # what a killed cell leaves: its folder and log, no result
-    others = {(m, s): (out / "cells" / m / f"seed{s}-levels0" / ex.RESULT_FILE).stat().st_mtime_ns
+    others = {(m, s): (out / "cells" / m / f"seed{s}-tasks0" / ex.RESULT_FILE).stat().st_mtime_ns
               for m in METHODS for s in SEEDS if (m, s) != ("skill_sd", 1)}
     before = len(events(out))
     assert main(["experiment", "--config", str(matrix["config"])]) == 0
     assert ran(events(out)[before:]) == [("skill_sd", 1)]
     assert (victim / ex.RESULT_FILE).exists()
-    assert others == {(m, s): (out / "cells" / m / f"seed{s}-levels0" / ex.RESULT_FILE).stat().st_mtime_ns
+    assert others == {(m, s): (out / "cells" / m / f"seed{s}-tasks0" / ex.RESULT_FILE).stat().st_mtime_ns
                       for (m, s) in others}
     assert "finished earlier, skipped" in capsys.readouterr().out
     assert not list(out.rglob("*.tmp"))  # atomic writes leave no temporaries
@@ -230,7 +232,7 @@ def test_finished_cells_of_another_configuration_are_refused(matrix):
 def _fake_cell(exp: ex.Experiment, method: str, seed: int, accs: list[float], step_s: float, mem: float) -> dict:
     evals = [{"step": i, "test_acc": a, "test_comp": a / 2, "train_acc": a + 10, "train_comp": 0.0,
               "train_seconds": i * step_s} for i, a in enumerate(accs)]
-    cell = {"method": method, "seed": seed, "level_seed": 0, "label": method, "evals": evals,
+    cell = {"method": method, "seed": seed, "task_set": 0, "label": method, "evals": evals,
             "steps": [{"step": i, "seconds": step_s, "log": {"teacher/logp_gap": -0.1 * seed}} for i in (1, 2)],
             "final": {k: evals[-1][k] for k in ("step", "test_acc", "test_comp", "train_acc", "train_comp")},
             "mean_step_seconds": step_s, "peak_memory_mb": mem, "memory_kind": "rss", "train_seconds": 2 * step_s,
@@ -290,7 +292,14 @@ def test_aggregation_math_on_known_cells(tmp_path, tiny_model_path, capsys):
      "base_recipe: recipe file 'recipes/sokoban/missing.yaml' not found"),
     ({"seeds": [0, "a"]}, [], "seeds: must be a non-empty list of non-negative integers"),
     ({"seeds": []}, [], "seeds: must be a non-empty list"),
-    ({"level_seeds": [0, 0]}, [], "level_seeds: has duplicates"),
+    ({"task_sets": [0, 0]}, [], "task_sets: has duplicates"),
+    ({"level_seeds": [0]}, [], "level_seeds: is now task_sets"),
+    ({"eval": {"test_levels": 3}}, [], "eval.test_levels: is now eval.test_tasks"),
+    ({"methods": {"mine": {"sdl_coef": 0.1}}}, [], "methods.mine: say which method it is (method: one of grpo,"),
+    ({"methods": {"mine": {"method": "skill_sdd"}}}, [], "methods.mine.method: 'skill_sdd' is not a method (did you "
+                                                          "mean 'skill_sd'?)"),
+    ({"overrides": {"env_args": {"preset": "tiny", "seed": 1}}}, [], "overrides.env_args.seed: is the task set"),
+    ({"overrides": {"env_args": {"preset": "huge"}}}, [], "base_recipe: env_args for sokoban: preset='huge': choose"),
     ({}, ["--seeds", "0,x"], "--seeds: expected a comma-separated list of integers"),
     ({"max_step": 2}, [], "max_step: unknown experiment key (did you mean 'max_steps'?)"),
     ({"methods": {"grpo": {"sdl_coeff": 0.0}}}, [],
@@ -347,7 +356,7 @@ def test_shipped_cpu_experiment_defines_the_paper_rows_and_every_method_parses()
     sweep = {m["sdl_coef"] for n, m in exp.methods.items() if n.startswith("skill_sd_lambda")}
     assert sweep >= {0.0005, 0.001, 0.005, 0.01}  # the paper's sweep, plus values beyond it
     assert len(exp.seeds) >= 3 and exp.max_steps > exp.eval_every >= 1 and exp.eval.greedy
-    ex.validate_cells(exp, list(exp.methods), exp.seeds, exp.level_seeds)  # TrlParser accepts every cell recipe
+    ex.validate_cells(exp, list(exp.methods), exp.seeds, exp.task_sets)  # TrlParser accepts every cell recipe
     m = exp.methods
     assert m["grpo"]["sdl_coef"] == 0 and m["skill_sd"]["sdl_coef"] == 0.001
     assert m["skill_augmented_grpo"]["skills_in_student_prompt"] and m["skill_augmented_grpo"]["sdl_coef"] == 0
@@ -425,8 +434,8 @@ def test_committed_cells_match_the_shipped_experiment(config, folder):
     if config in (SHIPPED, SHIPPED_DROPOUT):
         assert results
     for path in results:
-        r = json.loads(path.read_text())
-        ex.check_fingerprint(exp, r["method"], r["seed"], r["level_seed"], r["fingerprint"])
+        r = read_cell(path)  # cells of an earlier version (level_seed, test_levels) read as today's
+        ex.check_fingerprint(exp, r["method"], r["seed"], r["task_set"], r["fingerprint"])
         assert r["final"]["step"] == exp.max_steps and r["machine"]["cpus"] >= 1
 
 
@@ -450,7 +459,7 @@ def test_each_shipped_variant_changes_one_setting(base, variant, changed):
             assert (a.pop(key, None), b.pop(key, None)) == (before, after), key
         a.pop("output_dir"), b.pop("output_dir")
         assert a == b, method
-    for field in ("seeds", "level_seeds", "max_steps", "eval_every", "eval", "reference_method", "summarizer_wait"):
+    for field in ("seeds", "task_sets", "max_steps", "eval_every", "eval", "reference_method", "summarizer_wait"):
         assert getattr(a_exp, field) == getattr(b_exp, field), field
 
 
@@ -479,10 +488,10 @@ def test_evaluation_rows_say_how_the_episodes_ended(monkeypatch):
         return evaluation.summarize(name, "sokoban", split, episodes)
 
     monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
-    script = EnvArguments(env_name="sokoban", env_preset="tiny", max_train_samples=2, skip_train_samples=3)
+    script = EnvArguments(env_name="sokoban", env_args={"preset": "tiny"}, max_train_samples=2, skip_train_samples=3)
     trainer = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=torch.nn.Linear(1, 1),
                               args=SimpleNamespace(max_completion_length=64), processing_class=None)
-    spec = {"eval": {"test_levels": 4, "train_levels": None, "batch_size": 4, "greedy": True, "temperature": 1.0},
+    spec = {"eval": {"test_tasks": 4, "train_tasks": None, "batch_size": 4, "greedy": True, "temperature": 1.0},
             "eval_every": 5, "max_steps": 10}
     callback = cell.LearningCurveCallback(trainer, cell.curve_evaluator(trainer, script, spec["eval"]),
                                           spec["eval_every"], spec["max_steps"], cell_start=0.0)

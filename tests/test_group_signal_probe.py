@@ -23,7 +23,7 @@ def test_probe_counts_each_group_of_the_recipes_window(tmp_path, tiny_model_path
 
     out = tmp_path / "probe.json"
     _probe().main(["--config", str(ROOT / "recipes" / "sokoban" / "skill_sd_cpu.yaml"),
-                   "--model_name_or_path", tiny_model_path, "--env_preset", "tiny", "--skip_train_samples", "2",
+                   "--model_name_or_path", tiny_model_path, "--env_args", "preset=tiny", "--skip_train_samples", "2",
                    "--max_train_samples", "3", "--num_generations", "4", "--per_device_train_batch_size", "4",
                    "--max_turns", "1", "--max_new_tokens_per_turn", "4", "--output_dir", str(tmp_path / "run"),
                    "--json", str(out)])

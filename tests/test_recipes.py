@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from skill_sd_trl.app.methods import METHOD_OPTIONS, METHODS, identify, with_method
 from skill_sd_trl.cli import main, parse_train_args
 
 RECIPES = sorted(Path(__file__).resolve().parent.parent.joinpath("recipes").glob("*/*.yaml"))
@@ -29,11 +30,11 @@ def appworld_servers():
 
 
 def test_recipe_matrix_is_complete():
-    methods = {"base_eval", "vanilla_opd", "vanilla_grpo", "skill_augmented_grpo", "skill_sd",
-               "ablation_onpolicy_frozen", "ablation_offpolicy_dynamic", "ablation_offpolicy_frozen"}
+    """Every environment has a recipe per method (named after it) and the base-model evaluation, at both scales."""
+    names = set(METHODS) | {"base_eval"}
     for env in ("sokoban", "appworld_offline", "appworld"):
-        names = {p.stem for p in TRAIN_RECIPES if p.parent.name == env}
-        assert names == methods | {f"{m}_cpu" for m in methods}, env
+        found = {p.stem for p in TRAIN_RECIPES if p.parent.name == env}
+        assert found == names | {f"{m}_cpu" for m in names}, env
 
 
 @pytest.mark.parametrize("recipe", TRAIN_RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -48,27 +49,25 @@ def test_every_recipe_parses_and_states_its_launch_command(recipe):
     assert any(line.startswith("# Launch:") and str(recipe.relative_to(recipe.parent.parent.parent)) in line
                for line in header)
     name = recipe.stem.removesuffix("_cpu")
-    expectations = {
-        "vanilla_grpo": lambda: args.sdl_coef == 0 and not args.skills_in_student_prompt,
-        "vanilla_opd": lambda: args.teacher_context == "ground_truth" and args.grpo_coef == 0 and args.sdl_coef > 0,
-        "skill_augmented_grpo": lambda: args.skills_in_student_prompt and args.sdl_coef == 0,
-        "skill_sd": lambda: args.sdl_coef == 0.001 and args.teacher_sync_mode == "dynamic"
-        and args.rollout_policy == "student",
-        "ablation_onpolicy_frozen": lambda: args.teacher_sync_mode == "frozen" and args.rollout_policy == "student",
-        "ablation_offpolicy_dynamic": lambda: args.teacher_sync_mode == "dynamic" and args.rollout_policy == "teacher",
-        "ablation_offpolicy_frozen": lambda: args.teacher_sync_mode == "frozen" and args.rollout_policy == "teacher",
-        "base_eval": lambda: script.eval_only,
-    }
-    assert expectations[name](), name
+    # the recipe names its method (the base evaluation trains nothing: plain GRPO's options) and runs exactly it
+    method = METHODS["grpo" if name == "base_eval" else name]
+    assert raw["method"] == method.name and script.method == method.name
+    for option, value in method.options.items():
+        if option == "use_vllm" and not raw.get("use_cpu"):
+            continue  # overridden above for the CPU-side parse
+        assert (getattr(script, option) if hasattr(script, option) else getattr(args, option)) == value, option
+    assert not set(raw) & set(METHOD_OPTIONS), "a recipe states its method, not the method's options"
+    assert identify(script, args) == (method, {})
+    assert script.eval_only == (name == "base_eval")
     if recipe.stem.endswith("_cpu") and recipe.parent.name == "sokoban":
         # the calibrated base and the compact prompt it was warm-started on
         assert model_args.model_name_or_path == "smollm2-135m-sokoban-base" and args.use_cpu
-        assert script.env_prompt_style == "compact"
+        assert script.env_args["prompt_style"] == "compact"
     elif recipe.stem.endswith("_cpu"):
         assert model_args.model_name_or_path == "smollm2-135m-instruct" and args.use_cpu
     else:
         assert model_args.model_name_or_path == "Qwen/Qwen3-4B-Instruct-2507" and model_args.use_peft
-        assert raw["bf16"] is True and raw["use_vllm"] is (raw.get("rollout_policy") != "teacher")
+        assert raw["bf16"] is True and with_method(raw)["use_vllm"] is (args.rollout_policy != "teacher")
 
 
 def _tasks_per_step(recipe) -> int:
@@ -81,7 +80,7 @@ def test_cpu_recipe_runs_one_step_with_tiny_model(recipe, tmp_path, request):
     out = tmp_path / "run"
     extra = []
     if recipe.parent.name == "appworld":
-        extra = ["--env_server_url", ",".join(request.getfixturevalue("appworld_servers"))]
+        extra = ["--env_args", json.dumps({"server_url": ",".join(request.getfixturevalue("appworld_servers"))})]
     # two steps on the tasks of one step (the recipe's own batch shape), waiting for step 1's skills: step 2's
     # teacher is conditioned on them
     code = main(["train", "--config", str(recipe), "--tiny_model", "true", "--output_dir", str(out), "--max_steps", "2",
@@ -115,5 +114,7 @@ def test_unknown_recipe_key_and_missing_file_are_clear(tmp_path):
         parse_train_args(["--config", str(tmp_path / "nope.yaml")])
     unknown_env = tmp_path / "env.yaml"
     unknown_env.write_text("env_name: chess\n")
-    with pytest.raises(SystemExit, match="^error: env_name='chess' is not valid; choose one of 'sokoban'"):
+    with pytest.raises(SystemExit, match="^error: env_name='chess' is not an installed environment. Installed "
+                                         r"\(entry-point group skill_sd_trl.environments\): appworld, appworld_offline, "
+                                         "sokoban; or give module:function.$"):
         parse_train_args(["--config", str(unknown_env)])  # one line, no traceback

@@ -277,7 +277,7 @@ def test_recipe_field_reaches_the_callback(tiny_model_path, tmp_path):
     args = SkillSDConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[],
                          per_device_train_batch_size=4, num_generations=4, max_completion_length=16)
     for granularity in ("group", "trajectory"):
-        script = SkillSDScriptArguments(env_preset="tiny", max_train_samples=1, skill_granularity=granularity)
+        script = SkillSDScriptArguments(env_args={"preset": "tiny"}, max_train_samples=1, skill_granularity=granularity)
         trainer = build_trainer(script, args, ModelConfig(model_name_or_path=tiny_model_path))
         (cb,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, SkillSummarizerCallback)]
         assert (cb.skill_granularity, cb.max_queue) == (granularity, {"group": 64, "trajectory": 512}[granularity])

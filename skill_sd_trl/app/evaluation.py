@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write, atomic_write_json
-from ..envs.registry import get_env_spec, task_window
+from ..envs.base import EnvSpec
+from ..envs.registry import task_window
 from ..rollout.multi_turn import ModelBackend, RolloutLimits, play_episodes
 
 
@@ -96,9 +97,8 @@ def load_for_eval(name_or_path: str, dtype: str = "float32"):
 
 def evaluate(
     model_name_or_path: str,
-    env: str = "sokoban",
+    spec: EnvSpec,
     split: str | None = None,
-    env_options: Mapping[str, Any] | None = None,
     max_samples: int | None = None,
     skip_samples: int = 0,
     batch_size: int = 8,
@@ -110,29 +110,26 @@ def evaluate(
     tokenizer=None,
     progress: bool = True,
 ) -> EvalResult:
-    """Play one episode per task of ``env``'s ``split`` (greedy by default) and score Acc./Comp.: the ``max_samples``
-    tasks after the first ``skip_samples`` (all of them by default)."""
-    spec = get_env_spec(env)
-    options = dict(env_options or {})
+    """Play one episode per task of the environment's ``split`` (default: its held-out split; greedy by default) and
+    score Acc./Comp.: the ``max_samples`` tasks after the first ``skip_samples`` (all of them by default)."""
     split = split or spec.eval_split
-    dataset = task_window(spec.dataset(split, options), skip_samples, max_samples)
+    dataset = task_window(spec.dataset(split), skip_samples, max_samples)
     if model is None:
         model, tokenizer = load_for_eval(model_name_or_path)
     backend = ModelBackend(model, tokenizer, do_sample=do_sample, temperature=temperature)
     limits = limits or spec.limits()
-    make_env = spec.env_factory(options)
     records: list[dict] = []
     batches = range(0, len(dataset), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc=f"eval {env}/{split}", unit="batch")
+        batches = tqdm(batches, desc=f"eval {spec.name}/{split}", unit="batch")
     for start in batches:
         rows = [dict(dataset[i]) for i in range(start, min(start + batch_size, len(dataset)))]
-        _, recs = play_episodes([r["prompt"] for r in rows], rows, backend, make_env, limits,
-                                completion_budget, env_name=env)
+        _, recs = play_episodes([r["prompt"] for r in rows], rows, backend, spec.make_env, limits,
+                                completion_budget, env_name=spec.name)
         records += recs
-    return summarize(model_name_or_path, env, split, records)
+    return summarize(model_name_or_path, spec.name, split, records)
 
 
 def summarize(model: str, env: str, split: str, records: Sequence[Mapping[str, Any]]) -> EvalResult:

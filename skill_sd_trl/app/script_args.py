@@ -15,8 +15,14 @@ SKILL_GRANULARITIES = ("trajectory", "group")
 
 @dataclass
 class SkillSDScriptArguments(EnvArguments):
-    """Environment (inherited), skill pipeline and evaluation settings of a recipe."""
+    """Environment (inherited), method, skill pipeline and evaluation settings of a recipe."""
 
+    method: str | None = field(
+        default=None,
+        metadata={"help": "The method this recipe runs (grpo, skill_sd, skill_augmented_grpo, vanilla_opd, "
+                          "frozen_teacher, off_policy, off_policy_frozen): fills in its options (docs/recipes.md); "
+                          "the recipe's own keys win."},
+    )
     reward: str = field(
         default="env",
         metadata={"help": "Training reward: the env's shaped return, success (Acc.) or completion (Comp.).",
@@ -79,6 +85,10 @@ class SkillSDScriptArguments(EnvArguments):
     )
 
     def __post_init__(self):
+        if self.method is not None:
+            from .methods import method_named
+
+            method_named(self.method)
         super().__post_init__()
         for name, choices in (("reward", REWARDS), ("skill_source", SKILL_SOURCES),
                               ("summarizer", SUMMARIZERS), ("skill_granularity", SKILL_GRANULARITIES),

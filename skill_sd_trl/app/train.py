@@ -6,10 +6,10 @@ import contextlib
 import logging
 import os
 import shutil
-from dataclasses import asdict
 
 from ..method.config import SkillSDConfig
 from .interrupt import GracefulInterrupt
+from .recipe import RecipeError
 from .script_args import SkillSDScriptArguments
 
 logger = logging.getLogger(__name__)
@@ -17,18 +17,17 @@ RECIPE_FILE = "recipe.yaml"
 BANK_FILE = "skill_bank.json"
 
 
-def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, recipe_path: str | None = None):
+def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_args):
     """Everything a recipe names, wired together: model, env, rollouts, reward, skill bank, summarizer callback."""
     from trl import get_peft_config, get_quantization_config
 
     from .. import rewards
+    from ..method.trainer import SkillSDTrainer
     from ..rollout.multi_turn import MultiTurnRollout
     from ..skills.provider import ColumnSkillProvider
-    from ..method.trainer import SkillSDTrainer
 
     spec = script.spec
-    options = script.options()
-    train_dataset = script.train_tasks(spec.dataset(script.train_split or spec.train_split, options))
+    train_dataset = script.train_tasks(spec.dataset(script.train_split or spec.train_split))
 
     if args.use_cpu or not _cuda_available():
         from ..models import half_precision_cpu_warning
@@ -46,7 +45,7 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
                               "attn_implementation": model_args.attn_implementation, "dtype": model_args.dtype,
                               **(args.model_init_kwargs or {})}
 
-    rollout = MultiTurnRollout(spec.env_factory(options), script.limits(), env_name=spec.name,
+    rollout = MultiTurnRollout(spec.make_env, script.limits(), env_name=spec.name,
                                kv_cache=script.rollout_kv_cache)
     reward = {"env": rewards.env_reward, "success": rewards.success_reward, "completion": rewards.completion_reward}
 
@@ -79,8 +78,6 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
                                                      flush_on_train_end=script.summarizer_timeout))
     if not script.tiny_model:  # a tiny random stand-in is no embedded model, whatever the recipe names
         _name_the_hub_base(trainer, model_args.model_name_or_path)
-    trainer.skill_bank = bank
-    trainer.recipe_path = recipe_path
     return trainer
 
 
@@ -100,7 +97,8 @@ def _name_the_hub_base(trainer, name: str | None) -> None:
 
 def run_train(script: SkillSDScriptArguments, args: SkillSDConfig, model_args, recipe_path: str | None = None):
     """Train, save (model, skill bank, recipe, model card), push when asked, then evaluate base vs trained."""
-    trainer = build_trainer(script, args, model_args, recipe_path)
+    check_resume(args)
+    trainer = build_trainer(script, args, model_args)
     if script.eval_only:
         results = evaluate_models(trainer, script, trained=False)
         print(saved_message(args.output_dir, recipe_path, trained=False))
@@ -154,8 +152,9 @@ def saved_message(output_dir: str, recipe_path: str | None, trained: bool) -> st
 def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):
     """The paper-style table for the starting model (and the trained one), printed and written to output_dir."""
     from .evaluation import evaluate, evaluation_mode, format_table, write_results
+    from .methods import method_label
     limits = script.limits()
-    common = dict(env=script.env_name, split=script.eval_split, env_options=script.options(),
+    common = dict(spec=script.spec, split=script.eval_split,
                   max_samples=script.max_eval_samples, batch_size=script.eval_batch_size, limits=limits,
                   completion_budget=trainer.args.max_completion_length, tokenizer=trainer.processing_class)
     results = []
@@ -164,37 +163,25 @@ def evaluate_models(trainer, script: SkillSDScriptArguments, trained: bool):
             with model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext():
                 results.append(evaluate("base model", model=model, **common))
         if trained:
-            results.append(evaluate(method_label(trainer.args), model=model, **common))
+            results.append(evaluate(method_label(script, trainer.args), model=model, **common))
     print("\n" + format_table(results) + "\n")
     write_results(results, trainer.args.output_dir)
     return results
-
-
-def method_label(args: SkillSDConfig) -> str:
-    """The paper's name for the configured method (row label of the evaluation table)."""
-    if args.skills_in_student_prompt:
-        return "Skill-augmented GRPO"
-    if args.sdl_coef == 0:
-        return "Vanilla GRPO"
-    if args.teacher_context == "ground_truth" and args.grpo_coef == 0:
-        return "Vanilla OPD"
-    policy = "off-policy" if args.rollout_policy == "teacher" else "on-policy"
-    return f"Skill-SD (λ={args.sdl_coef}, {policy}, {args.teacher_sync_mode} teacher)"
 
 
 def _model_path(script: SkillSDScriptArguments, model_args, output_dir: str) -> str:
     from ..models import require_available, resolve_model
 
     if script.tiny_model:
-        from ..models.tiny import save_tiny_model
-
         import tempfile
+
+        from ..models.tiny import save_tiny_model
 
         # outside output_dir: it must not be uploaded with the run
         return save_tiny_model(tempfile.mkdtemp(prefix="skill-sd-tiny-model-"))
     if not model_args.model_name_or_path:
-        raise ValueError("model_name_or_path is required (e.g. smollm2-135m-instruct, or a Hub id such as "
-                         "Qwen/Qwen3-4B-Instruct-2507).")
+        raise RecipeError("model_name_or_path is required (e.g. smollm2-135m-instruct, or a Hub id such as "
+                          "Qwen/Qwen3-4B-Instruct-2507).")
     path = resolve_model(model_args.model_name_or_path)
     require_available(path, model_args.model_revision)
     return path
@@ -205,7 +192,7 @@ def _make_bank(script: SkillSDScriptArguments):
 
     if script.bank_path:
         if not os.path.exists(script.bank_path):
-            raise FileNotFoundError(f"bank_path={script.bank_path!r} does not exist; drop it to start from an empty bank.")
+            raise RecipeError(f"bank_path={script.bank_path!r} does not exist; drop it to start from an empty bank.")
         return SkillBank.load(script.bank_path)
     return SkillBank(capacity_per_task=script.bank_capacity, strategy=script.bank_strategy, ucb_c=script.ucb_c)
 
@@ -214,8 +201,10 @@ def _make_summarizer(script: SkillSDScriptArguments, student_path: str):
     from ..skills.summarizers import build_summarizer
 
     spec = script.spec  # the environment brings its summary prompt and event vocabulary; skills/ knows none
+    events = {spec.name: spec.events} if spec.events is not None else {}
+    env_prompts = {spec.name: spec.summary_prompt} if spec.summary_prompt is not None else {}
     if script.summarizer == "experience":
-        return build_summarizer("experience", events={spec.name: spec.events})
+        return build_summarizer("experience", events=events)
     prompt = script.summarizer_prompt
     if prompt is not None and os.path.isfile(prompt):
         with open(prompt, encoding="utf-8") as f:
@@ -225,14 +214,16 @@ def _make_summarizer(script: SkillSDScriptArguments, student_path: str):
 
         # a path, never the student object: the summarizer runs in a background thread on its own copy
         return build_summarizer("transformers", model=resolve_model(script.summarizer_model or student_path),
-                                prompt=prompt, env_prompts={spec.name: spec.summary_prompt})
+                                prompt=prompt, env_prompts=env_prompts)
     return build_summarizer("openai", base_url=script.summarizer_base_url, model=script.summarizer_model,
                             api_key_env=script.summarizer_api_key_env, timeout=script.summarizer_timeout, prompt=prompt,
-                            env_prompts={spec.name: spec.summary_prompt})
+                            env_prompts=env_prompts)
 
 
 class _NoSkills:
-    """A provider that never has a skill (teacher prompt = student prompt)."""
+    """A provider that never has a skill (teacher prompt = student prompt): the trainer builds no teacher for it."""
+
+    provides_skills = False
 
     def select(self, task_id, example):
         return None
@@ -241,15 +232,31 @@ class _NoSkills:
         return None
 
 
-def recipe_dict(script, args, model_args) -> dict:
-    """The effective configuration (for logs and the model card)."""
-    return {"script": asdict(script), "model": asdict(model_args), "training": args.to_dict()}
-
-
 def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def check_resume(args: SkillSDConfig) -> None:
+    """``resume_from_checkpoint`` names a checkpoint that exists (before the model loads, where transformers would
+    only find out after)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    resume = args.resume_from_checkpoint
+    if resume is None or resume is False or str(resume).lower() == "false":
+        return
+    if resume is True or str(resume).lower() == "true":
+        if not (os.path.isdir(args.output_dir) and get_last_checkpoint(args.output_dir)):
+            raise RecipeError(f"resume_from_checkpoint=true: output_dir {args.output_dir!r} holds no checkpoint-<step> "
+                              "folder; name one, or drop the flag to start afresh.")
+        return
+    if not os.path.isdir(resume):
+        raise RecipeError(f"resume_from_checkpoint={resume!r}: no such folder; give a checkpoint-<step> folder of a "
+                          "run (or true for the latest in output_dir), or drop the flag to start afresh.")
+    if not os.path.isfile(os.path.join(resume, "trainer_state.json")):
+        raise RecipeError(f"resume_from_checkpoint={resume!r} is not a checkpoint (no trainer_state.json); give a "
+                          "checkpoint-<step> folder inside the run's output_dir.")
 
 
 def _check_enough_tasks(num_tasks: int, args: SkillSDConfig) -> None:
@@ -260,7 +267,7 @@ def _check_enough_tasks(num_tasks: int, args: SkillSDConfig) -> None:
     """
     tasks_per_step = max(1, args.generation_batch_size // args.num_generations)
     if num_tasks < tasks_per_step:
-        raise ValueError(
+        raise RecipeError(
             f"max_train_samples: {num_tasks} training task(s), but one optimizer step takes {tasks_per_step} "
             f"(per_device_train_batch_size {args.per_device_train_batch_size} x {args.world_size} process(es) x "
             f"steps_per_generation {args.steps_per_generation} / num_generations {args.num_generations}). "

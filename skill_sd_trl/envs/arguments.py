@@ -1,42 +1,74 @@
-"""The environment part of a recipe, as one typed dataclass that ``train`` and ``eval`` both parse with ``TrlParser``.
+"""The environment part of a recipe, as one typed dataclass that ``train``, ``eval`` and experiments all parse.
 
-Every field is spelled as in the recipes (``env_preset``, ``max_turns`` ...), so a train recipe given to
-``skill-sd-trl eval --config`` evaluates on exactly the environment, levels and limits it trained with.
+A recipe names its environment and that environment's options::
+
+    env_name: sokoban                 # registered under the entry-point group skill_sd_trl.environments,
+    env_args:                         # or module:function for an unregistered one
+      preset: small                   # the keyword arguments of its load_environment(...)
+      prompt_style: compact
+
+The fields here are what every environment shares (which tasks, how long an episode may run); nothing in this
+class is specific to one environment. A train recipe given to ``skill-sd-trl eval --config`` evaluates on exactly the
+environment, tasks and limits it trained with.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from .base import RolloutLimits
-from .registry import ENV_NAMES, EnvSpec, get_env_spec, task_window
+from .base import EnvSpec, RolloutLimits
+from .registry import load_environment, task_window
+
+
+def parse_env_args(value: Any) -> dict[str, Any]:
+    """``env_args`` as a mapping: a YAML mapping as it is; on the command line a JSON object
+    (``'{"preset": "tiny"}'``) or ``key=value`` pairs (``preset=tiny,seed=1``, values read as YAML scalars)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"env_args={value!r} is not a JSON object ({e.msg}); write "
+                                 "'{\"preset\": \"tiny\"}' or preset=tiny,seed=1.") from None
+            if isinstance(parsed, dict):
+                return parsed
+        else:
+            import yaml
+
+            pairs = {}
+            for item in filter(None, (p.strip() for p in text.split(","))):
+                key, sep, raw = item.partition("=")
+                if not sep or not key.strip():
+                    raise ValueError(f"env_args={value!r}: expected key=value pairs separated by commas "
+                                     "(preset=tiny,seed=1) or a JSON object.")
+                pairs[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            return pairs
+    raise ValueError(f"env_args={value!r} must be a mapping of option: value (in YAML), a JSON object or "
+                     "key=value pairs.")
 
 
 @dataclass
 class EnvArguments:
-    """Which environment, which tasks, how long an episode may run."""
+    """Which environment, with which options; which tasks; how long an episode may run."""
 
-    env_name: str = field(default="sokoban", metadata={"help": "Environment name.", "choices": list(ENV_NAMES)})
-    env_preset: str = field(
-        default="small", metadata={"help": "Environment preset (Sokoban: tiny, small, short, paper)."}
+    env_name: str = field(
+        default="sokoban",
+        metadata={"help": "Environment: a name registered under the entry-point group skill_sd_trl.environments "
+                          "(sokoban, appworld_offline, appworld, or a plugin's), or module:function."},
     )
-    env_seed: int = field(default=0, metadata={"help": "Seed of the task generator (reproducible task sets)."})
-    env_server_url: str | None = field(
-        default=None, metadata={"help": "URL of a running AppWorld environment server (env_name=appworld)."}
-    )
-    env_reward_mode: str | None = field(
-        default=None, metadata={"help": "Sokoban reward: shaped (classic shaping, default) or success (1 on solve)."}
-    )
-    env_prompt_style: str | None = field(
+    env_args: dict[str, Any] | str | None = field(
         default=None,
-        metadata={"help": "Sokoban prompt: full (rules spelled out, default) or compact (the same facts in about a "
-                          "third of the tokens; CPU recipes)."},
-    )
-    env_lenient_actions: bool = field(
-        default=False,
-        metadata={"help": "Sokoban, for very small models: read direction words from turns that miss the answer "
-                          "grammar, with a format penalty (the exact grammar still pays more)."},
+        metadata={"help": "The environment's options (the keyword arguments of its load_environment): a mapping in "
+                          "YAML; on the command line a JSON object or key=value pairs, merged into the recipe's. "
+                          "Sokoban: preset, seed, reward_mode, prompt_style, lenient_actions."},
     )
     train_split: str | None = field(default=None, metadata={"help": "Training split (default: the env's)."})
     eval_split: str | None = field(default=None, metadata={"help": "Evaluation split (default: the env's)."})
@@ -57,22 +89,23 @@ class EnvArguments:
     eval_batch_size: int = field(default=8, metadata={"help": "Episodes played at once during evaluation."})
 
     def __post_init__(self):
-        if self.env_name not in ENV_NAMES:
-            raise ValueError(f"env_name={self.env_name!r} is not valid; choose one of "
-                             f"{', '.join(map(repr, ENV_NAMES))}.")
+        self.env_args = parse_env_args(self.env_args)
         if not isinstance(self.skip_train_samples, int) or self.skip_train_samples < 0:
             raise ValueError(f"skip_train_samples={self.skip_train_samples!r}: must be an integer >= 0 "
                              "(0 keeps the training split from its first task).")
+        for name in ("max_train_samples", "max_eval_samples", "max_turns", "max_new_tokens_per_turn",
+                     "max_context_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}={value}: must be >= 1, or left unset for the environment's default.")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size={self.eval_batch_size}: must be >= 1.")
+        self.spec  # noqa: B018 - load it now: an unknown environment or option fails before any model loads
 
-    @property
+    @cached_property
     def spec(self) -> EnvSpec:
-        return get_env_spec(self.env_name)
-
-    def options(self) -> dict[str, Any]:
-        """The options handed to the environment's dataset builder and factory (each takes the ones it knows)."""
-        return {"preset": self.env_preset, "seed": self.env_seed, "server_url": self.env_server_url,
-                "reward_mode": self.env_reward_mode, "lenient_actions": self.env_lenient_actions or None,
-                "prompt_style": self.env_prompt_style}
+        """The environment, loaded once with ``env_args`` (a mistake is one line naming the option)."""
+        return load_environment(self.env_name, self.env_args)
 
     def train_tasks(self, dataset):
         """The training tasks a recipe selects: ``skip_train_samples`` skipped, then at most ``max_train_samples``."""

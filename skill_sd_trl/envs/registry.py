@@ -1,103 +1,128 @@
-"""Named environments: a dataset builder, an environment factory and default limits, chosen by name in recipes."""
+"""Environments as plugins: a name (or ``module:function``) and its ``env_args`` in, an :class:`EnvSpec` out.
+
+An environment package exposes ``load_environment(**env_args) -> EnvSpec``, verifiers' convention: its signature is
+the list of its options. Installed packages register it under the entry-point group ``skill_sd_trl.environments``
+(setup.cfg below; in pyproject.toml the table ``[project.entry-points."skill_sd_trl.environments"]``)::
+
+    [options.entry_points]
+    skill_sd_trl.environments =
+        my_env = my_package.my_env:load_environment
+
+and recipes then say ``env_name: my_env``; an unregistered module works too, as ``env_name: my_package.my_env:load``.
+Sokoban and the app world register themselves the same way (this package's setup.cfg). ``env_args`` are checked
+against the function's signature before it runs, so a typo'd option is one line that lists the real ones.
+"""
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
-from ..skills.events import EventVocabulary
-from ..skills.prompts import SummaryPrompt
-from .base import RolloutLimits, TextEnv
+from .base import EnvSpec
+
+ENTRY_POINT_GROUP = "skill_sd_trl.environments"
 
 
-@dataclass(frozen=True)
-class EnvSpec:
-    """How to build one environment's datasets and episodes.
-
-    ``make_dataset(split, **options)`` returns a `datasets.Dataset` with at least `prompt` and `task_id`;
-    ``make_env(**options)`` returns a fresh `TextEnv` for one episode.
-    """
-
-    name: str
-    make_dataset: Callable[..., Any]
-    make_env: Callable[..., TextEnv]
-    train_split: str
-    eval_split: str
-    max_turns: int
-    max_new_tokens_per_turn: int
-    dataset_options: tuple[str, ...] = field(default_factory=tuple)  # option names passed to make_dataset
-    env_options: tuple[str, ...] = field(default_factory=tuple)  # option names passed to make_env
-    summary_prompt: SummaryPrompt | None = None  # the LLM summarizer's default prompt for this environment
-    events: EventVocabulary | None = None  # what its turn events mean to the experience summarizer
-
-    def dataset(self, split: str, options: Mapping[str, Any]):
-        """The split's dataset, built with the options this environment knows (others are ignored)."""
-        return self.make_dataset(split, **{k: v for k, v in options.items() if k in self.dataset_options})
-
-    def env_factory(self, options: Mapping[str, Any]) -> Callable[[], TextEnv]:
-        """A factory of fresh episodes, with the options this environment knows (unset ones keep its defaults)."""
-        kwargs = {k: v for k, v in options.items() if k in self.env_options and v is not None}
-        return lambda: self.make_env(**kwargs)
-
-    def limits(self, max_turns: int | None = None, max_new_tokens_per_turn: int | None = None,
-               max_context_tokens: int | None = None) -> RolloutLimits:
-        """Rollout limits: the given overrides, else this environment's defaults."""
-        return RolloutLimits(max_turns=max_turns or self.max_turns,
-                             max_new_tokens_per_turn=max_new_tokens_per_turn or self.max_new_tokens_per_turn,
-                             max_context_tokens=max_context_tokens)
+class EnvError(ValueError):
+    """An environment that cannot be found or loaded with the given ``env_args``; the message is one line."""
 
 
-def _sokoban() -> EnvSpec:
-    from .sokoban import SokobanEnv, make_sokoban_dataset, summary
-
-    def make_dataset(split: str, preset: str = "small", seed: int = 0, prompt_style: str | None = None):
-        return make_sokoban_dataset(preset, split=split, seed=seed, prompt_style=prompt_style or "full")
-
-    return EnvSpec("sokoban", make_dataset, SokobanEnv, "train", "test", max_turns=10, max_new_tokens_per_turn=48,
-                   dataset_options=("preset", "seed", "prompt_style"),
-                   env_options=("reward_mode", "lenient_actions", "prompt_style"),
-                   summary_prompt=summary.SUMMARY_PROMPT, events=summary.EVENTS)
+def registered_environments() -> dict[str, str]:
+    """Installed environments: name -> ``module:function`` of their ``load_environment``."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def _appworld_offline() -> EnvSpec:
-    from .appworld import OfflineAppWorldEnv, make_offline_appworld_dataset, summary
-
-    def make_dataset(split: str, seed: int = 0, preset: str | None = None):
-        return make_offline_appworld_dataset(split=split, seed=seed)
-
-    return EnvSpec("appworld_offline", make_dataset, OfflineAppWorldEnv, "train", "dev", max_turns=40,
-                   max_new_tokens_per_turn=256, dataset_options=("seed",), summary_prompt=summary.SUMMARY_PROMPT,
-                   events=summary.EVENTS)
-
-
-def _appworld() -> EnvSpec:
-    from .appworld import AppWorldEnv, make_appworld_dataset, summary
-
-    def make_dataset(split: str, server_url: str | None = None, seed: int = 0, preset: str | None = None):
-        return make_appworld_dataset(split=split, server_url=server_url)
-
-    return EnvSpec("appworld", make_dataset, AppWorldEnv, "train", "dev", max_turns=40, max_new_tokens_per_turn=512,
-                   dataset_options=("server_url",), env_options=("server_url",),
-                   summary_prompt=summary.SUMMARY_PROMPT, events=summary.EVENTS)
+def environment_loader(name: str) -> Callable[..., EnvSpec]:
+    """The ``load_environment`` function of a registered environment or of a ``module:function`` reference."""
+    if not isinstance(name, str) or not name:
+        raise EnvError(f"env_name={name!r}: give a registered environment name or module:function.")
+    if ":" in name:
+        return _import_loader(name, name)
+    registered = registered_environments()
+    if name not in registered:
+        close = difflib.get_close_matches(name, list(registered), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise EnvError(f"env_name={name!r} is not an installed environment.{hint} Installed (entry-point group "
+                       f"{ENTRY_POINT_GROUP}): {', '.join(sorted(registered)) or 'none'}; or give module:function.")
+    return _import_loader(name, registered[name])
 
 
-_BUILDERS: dict[str, Callable[[], EnvSpec]] = {
-    "sokoban": _sokoban,
-    "appworld_offline": _appworld_offline,
-    "appworld": _appworld,
-}
-ENV_NAMES = tuple(_BUILDERS)
+def _import_loader(name: str, reference: str) -> Callable[..., EnvSpec]:
+    module_name, _, attribute = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise EnvError(f"env_name={name!r}: cannot import {module_name!r} ({e}).") from None
+    loader = getattr(module, attribute or "load_environment", None)
+    if not callable(loader):
+        raise EnvError(f"env_name={name!r}: {module_name!r} has no function {attribute or 'load_environment'!r}.")
+    return loader
+
+
+def parameters(loader: Callable[..., EnvSpec]) -> dict[str, inspect.Parameter]:
+    """The options an environment takes (its ``load_environment`` keyword parameters)."""
+    return {p.name: p for p in inspect.signature(loader).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def describe_parameters(loader: Callable[..., EnvSpec]) -> str:
+    """``preset='small', seed=0, ...``: an environment's options with their defaults, for error messages and help."""
+    return ", ".join(name if p.default is p.empty else f"{name}={p.default!r}"
+                     for name, p in parameters(loader).items()) or "none"
+
+
+def check_env_args(name: str, loader: Callable[..., EnvSpec], env_args: Mapping[str, Any]) -> None:
+    """Every key of ``env_args`` is a parameter of ``loader``, every required parameter is given, and a value whose
+    parameter has a plain-typed default has that type; otherwise one line naming the option and listing the real
+    ones."""
+    known = parameters(loader)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(loader).parameters.values())
+    options = f"{name}'s options: {describe_parameters(loader)}"
+    for key, value in env_args.items():
+        if key not in known:
+            if takes_any:
+                continue
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise EnvError(f"env_args.{key}: {name} has no option {key!r}{hint}. {options}.")
+        default = known[key].default
+        if default is not known[key].empty and default is not None and value is not None:
+            expected = type(default)
+            ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                ok = True
+            if expected in (int, float, str, bool) and not ok:
+                raise EnvError(f"env_args.{key}={value!r}: {name} expects {expected.__name__} (default {default!r}). "
+                               f"{options}.")
+    missing = [k for k, p in known.items() if p.default is p.empty and k not in env_args]
+    if missing:
+        raise EnvError(f"env_args: {name} needs {', '.join(missing)}. {options}.")
+
+
+def load_environment(name: str, env_args: Mapping[str, Any] | None = None) -> EnvSpec:
+    """The :class:`EnvSpec` of environment ``name`` built with ``env_args``; every mistake is one line (EnvError)."""
+    env_args = dict(env_args or {})
+    loader = environment_loader(name)
+    check_env_args(name, loader, env_args)
+    try:
+        spec = loader(**env_args)
+    except (ValueError, TypeError) as e:  # the environment's own check of a value (an unknown preset, ...)
+        raise EnvError(f"env_args for {name}: {' '.join(str(e).split())}") from None
+    if not isinstance(spec, EnvSpec):
+        raise EnvError(f"env_name={name!r}: load_environment returned {type(spec).__name__}, not an EnvSpec.")
+    return spec
+
+
+def default_env_args(name: str) -> dict[str, Any]:
+    """The defaults of an environment's options (what an omitted ``env_args`` key means)."""
+    return {k: p.default for k, p in parameters(environment_loader(name)).items() if p.default is not p.empty}
 
 
 def task_window(dataset, skip: int = 0, count: int | None = None):
     """The ``count`` tasks of ``dataset`` after its first ``skip`` (all the rest when ``count`` is None)."""
     end = len(dataset) if count is None else skip + count
     return dataset.select(range(min(skip, len(dataset)), min(end, len(dataset))))
-
-
-def get_env_spec(name: str) -> EnvSpec:
-    """The spec of a named environment; a clear error lists the known names."""
-    if name not in _BUILDERS:
-        raise ValueError(f"Unknown environment {name!r}. Known environments: {', '.join(ENV_NAMES)}.")
-    return _BUILDERS[name]()

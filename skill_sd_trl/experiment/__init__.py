@@ -1,12 +1,12 @@
-"""Learning experiments: a matrix of methods × seeds × level sets, trained at equal optimizer steps, then aggregated.
+"""Learning experiments: a matrix of methods × seeds × task sets, trained at equal optimizer steps, then aggregated.
 
 ``skill-sd-trl experiment --config recipes/sokoban/experiments/experiment_cpu.yaml`` reads an *experiment* YAML (not a
 train recipe): a base train recipe whose fields are every cell's defaults, named methods (recipe overrides), seeds,
-level seeds, ``max_steps``, ``eval_every`` and evaluation settings. Each cell (method, seed, level seed) trains in its own
+task sets, ``max_steps``, ``eval_every`` and evaluation settings. Each cell (method, seed, task set) trains in its own
 ``python -m skill_sd_trl.experiment run-cell <cell dir>`` process, so its peak memory and RNG are its own; every
 ``eval_every`` steps (and at step 0, the base model) a callback evaluates the student greedily, with the plain prompt,
-on the held-out test levels and on the training tasks. A finished cell writes ``result.json`` atomically; a re-run
-skips finished cells, and a killed cell (no ``result.json``) is run again. Aggregation writes ``results.json``, a
+on the environment's held-out tasks and on the training tasks. A finished cell writes ``result.json`` atomically; a
+re-run skips finished cells, and a killed cell (no ``result.json``) is run again. Aggregation writes ``results.json``, a
 paper-style Markdown table (``table.md``) and curves as PNG. See docs/experiments.md.
 """
 
@@ -23,12 +23,12 @@ from .results import aggregate, format_table, load_results, mean_std, same_machi
 from .spec import (
     BASE_EVALS_DIR,
     CELL_FILE,
+    CELL_LOG,
+    CELL_RECIPE,
     CURVE_STEP_FILE,
     CURVE_TIME_FILE,
     DIAGNOSTICS_FILE,
     EVENTS_FILE,
-    CELL_LOG,
-    CELL_RECIPE,
     RESULT_FILE,
     RESULTS_FILE,
     TABLE_FILE,
@@ -44,7 +44,6 @@ from .spec import (
     validate_cells,
 )
 
-
 __all__ = [
     "BASE_EVALS_DIR", "CELL_FILE", "CELL_LOG", "CELL_RECIPE", "CURVE_STEP_FILE", "CURVE_TIME_FILE", "DIAGNOSTICS_FILE",
     "EVENTS_FILE", "RESULT_FILE", "RESULTS_FILE", "TABLE_FILE", "EvalSettings", "Experiment", "ExperimentConfigError",
@@ -58,14 +57,15 @@ __all__ = [
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skill-sd-trl experiment",
-        description="Train a matrix of methods × seeds × level seeds at equal optimizer steps, then aggregate "
+        description="Train a matrix of methods × seeds × task sets at equal optimizer steps, then aggregate "
                     "(docs/experiments.md).")
     p.add_argument("--config", required=True,
                    help="Experiment YAML, e.g. recipes/sokoban/experiments/experiment_cpu.yaml.")
     p.add_argument("--methods", help="Comma-separated method names (default: the config's default_methods).")
     p.add_argument("--seeds", help="Comma-separated training seeds (default: the config's seeds).")
-    p.add_argument("--level-seeds", help="Comma-separated Sokoban level-set seeds, env_seed (default: the config's).")
-    p.add_argument("--cell", help="Run one cell alone: METHOD:SEED or METHOD:SEED:LEVEL_SEED (no aggregation).")
+    p.add_argument("--task-sets", help="Comma-separated task-set seeds: the environment's task_set_arg in env_args "
+                                       "(Sokoban's level seed, the app world's world seed; default: the config's).")
+    p.add_argument("--cell", help="Run one cell alone: METHOD:SEED or METHOD:SEED:TASK_SET (no aggregation).")
     p.add_argument("--output-dir", help="Override the config's output_dir.")
     p.add_argument("--max-steps", type=int, help="Override the config's max_steps (e.g. a short timing run).")
     p.add_argument("--eval-every", type=int, help="Override the config's eval_every.")
@@ -85,28 +85,28 @@ def _select(exp: Experiment, a) -> tuple[list[str], list[int], list[int]]:
             raise ExperimentConfigError(f"--methods: unknown method {m!r}{hint}; defined in "
                                         f"{str(exp.path)!r}: {', '.join(exp.methods)}")
     seeds = parse_list(a.seeds, "--seeds") if a.seeds else list(exp.seeds)
-    level_seeds = parse_list(a.level_seeds, "--level-seeds") if a.level_seeds else list(exp.level_seeds)
-    return methods, seeds, level_seeds
+    task_sets = parse_list(a.task_sets, "--task-sets") if a.task_sets else list(exp.task_sets)
+    return methods, seeds, task_sets
 
 
-def _parse_cell(exp: Experiment, text: str, level_seeds: list[int]) -> tuple[str, int, int]:
+def _parse_cell(exp: Experiment, text: str, task_sets: list[int]) -> tuple[str, int, int]:
     parts = text.split(":")
     if len(parts) not in (2, 3):
-        raise ExperimentConfigError(f"--cell: expected METHOD:SEED or METHOD:SEED:LEVEL_SEED, got {text!r}")
+        raise ExperimentConfigError(f"--cell: expected METHOD:SEED or METHOD:SEED:TASK_SET, got {text!r}")
     method = parts[0]
     if method not in exp.methods:
         raise ExperimentConfigError(f"--cell: unknown method {method!r}; defined: {', '.join(exp.methods)}")
     try:
         seed = int(parts[1])
-        level_seed = int(parts[2]) if len(parts) == 3 else None
+        task_set = int(parts[2]) if len(parts) == 3 else None
     except ValueError:
         raise ExperimentConfigError(f"--cell: seeds must be integers, got {text!r}") from None
-    if level_seed is None:
-        if len(level_seeds) != 1:
-            raise ExperimentConfigError(f"--cell: several level seeds ({level_seeds}); "
+    if task_set is None:
+        if len(task_sets) != 1:
+            raise ExperimentConfigError(f"--cell: several task sets ({task_sets}); "
                                         f"say which: {method}:{seed}:LEVEL")
-        level_seed = level_seeds[0]
-    return method, seed, level_seed
+        task_set = task_sets[0]
+    return method, seed, task_set
 
 
 def experiment_main(argv: list[str]) -> int:
@@ -124,18 +124,18 @@ def experiment_main(argv: list[str]) -> int:
                 setattr(exp, name, value)
         if a.jobs < 1:
             raise ExperimentConfigError(f"--jobs: must be a positive integer, got {a.jobs}")
-        methods, seeds, level_seeds = _select(exp, a)
+        methods, seeds, task_sets = _select(exp, a)
         if a.cell:
-            method, seed, level_seed = _parse_cell(exp, a.cell, level_seeds)
-            failed = run_matrix(exp, [method], [seed], [level_seed], force=a.force, jobs=a.jobs)
+            method, seed, task_set = _parse_cell(exp, a.cell, task_sets)
+            failed = run_matrix(exp, [method], [seed], [task_set], force=a.force, jobs=a.jobs)
             return 1 if failed else 0
-        failed = [] if a.aggregate_only else run_matrix(exp, methods, seeds, level_seeds, force=a.force, jobs=a.jobs)
-        aggregate(exp, methods, seeds, level_seeds)
+        failed = [] if a.aggregate_only else run_matrix(exp, methods, seeds, task_sets, force=a.force, jobs=a.jobs)
+        aggregate(exp, methods, seeds, task_sets)
     except ExperimentConfigError as e:
         raise SystemExit(f"error: {e}") from None
     if failed:
         print(f"error: {len(failed)} cell(s) failed: {', '.join(f'{m}:{s}:{lv}' for m, s, lv in failed)}; "
-              "their logs are in cells/<method>/seed<k>-levels<l>/log.txt; run the command again to retry them.",
+              "their logs are in cells/<method>/seed<k>-tasks<t>/log.txt; run the command again to retry them.",
               file=sys.stderr)
         return 1
     return 0

@@ -64,17 +64,17 @@ def curve_evaluator(trainer, script, settings: dict):
     from ..app.evaluation import evaluate
 
     env_spec = script.spec
-    train_tasks = settings["train_levels"]
+    train_tasks = settings["train_tasks"]
     if train_tasks is None:
         train_tasks = script.max_train_samples  # the tasks trained on (None: the whole train split)
-    common = dict(env=script.env_name, env_options=script.options(), limits=script.limits(),
+    common = dict(spec=env_spec, limits=script.limits(),
                   batch_size=settings["batch_size"] or script.eval_batch_size,
                   completion_budget=trainer.args.max_completion_length, tokenizer=trainer.processing_class,
                   do_sample=not settings["greedy"], temperature=settings["temperature"], progress=False)
 
     def evaluate_at(step: int, model):
         test = evaluate(f"step {step}", split=script.eval_split or env_spec.eval_split, model=model,
-                        max_samples=settings["test_levels"], **common)
+                        max_samples=settings["test_tasks"], **common)
         train = None
         if train_tasks != 0:
             train = evaluate(f"step {step}", split=script.train_split or env_spec.train_split, model=model,
@@ -186,11 +186,13 @@ def run_cell(cell_dir: str | os.PathLike) -> dict:
     import transformers
     import trl
 
+    from ..app.methods import method_label
     from ..app.recipe import parse_train_args
-    from ..app.train import build_trainer, method_label
+    from ..app.train import build_trainer
+    from ..skills.bank import SkillBank
 
     script, args, model_args, _ = parse_train_args(["--config", str(recipe_path)])
-    trainer = build_trainer(script, args, model_args, recipe_path=str(recipe_path))
+    trainer = build_trainer(script, args, model_args)
     curve = LearningCurveCallback(trainer, curve_evaluator(trainer, script, spec["eval"]), spec["eval_every"],
                                   spec["max_steps"], spec.get("base_eval"), cell_start)
     trainer.add_callback(curve)  # after the summarizer callback: a step's skill wait is part of its training time
@@ -201,16 +203,17 @@ def run_cell(cell_dir: str | os.PathLike) -> dict:
     run_dir = Path(args.output_dir)
     if run_dir.is_dir() and not any(run_dir.iterdir()):
         run_dir.rmdir()  # nothing saved there (save_strategy "no"); keep the cell folder tidy
-    if getattr(trainer, "skill_bank", None) is not None:
-        trainer.skill_bank.save(cell_dir / "skill_bank.json")
+    if isinstance(trainer.skill_provider, SkillBank):  # what the teacher was shown, kept with the cell's result
+        trainer.skill_provider.save(cell_dir / "skill_bank.json")
     logs = _step_logs(trainer.state.log_history)
     steps = [dict(s, log=logs.get(s["step"], {})) for s in curve.steps]
     step_seconds = [s["seconds"] for s in curve.steps]
     memory = peak_memory()
     final = curve.evals[-1]
     result = {
-        "method": spec["method"], "seed": spec["seed"], "level_seed": spec["level_seed"],
-        "label": method_label(args), "model": "tiny (random)" if script.tiny_model else model_args.model_name_or_path,
+        "method": spec["method"], "seed": spec["seed"], "task_set": spec["task_set"],
+        "label": method_label(script, args),
+        "model": "tiny (random)" if script.tiny_model else model_args.model_name_or_path,
         "max_steps": spec["max_steps"], "eval_every": spec["eval_every"], "eval_settings": spec["eval"],
         "fingerprint": spec["fingerprint"],
         "evals": curve.evals, "steps": steps,

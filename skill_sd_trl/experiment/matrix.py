@@ -67,14 +67,14 @@ def _prepare_models(exp: Experiment, methods) -> None:
         resolve_model(recipe["model_name_or_path"])
 
 
-def run_matrix(exp: Experiment, methods: list[str], seeds: list[int], level_seeds: list[int],
+def run_matrix(exp: Experiment, methods: list[str], seeds: list[int], task_sets: list[int],
                force: bool = False, jobs: int = 1) -> list[tuple[str, int, int]]:
     """Run every unfinished cell, one process each and up to ``jobs`` at a time; returns the failed cells (the others'
     results are on disk)."""
     if jobs < 1:
         raise ExperimentConfigError(f"--jobs: must be a positive integer, got {jobs}")
-    validate_cells(exp, methods, seeds, level_seeds)
-    cells = [(m, s, lv) for m in methods for s in seeds for lv in level_seeds]
+    validate_cells(exp, methods, seeds, task_sets)
+    cells = [(m, s, lv) for m in methods for s in seeds for lv in task_sets]
     todo = [c for c in cells if force or not (exp.cell_dir(*c) / RESULT_FILE).exists()]
     for cell in cells:
         if cell not in todo:
@@ -84,13 +84,13 @@ def run_matrix(exp: Experiment, methods: list[str], seeds: list[int], level_seed
         _prepare_models(exp, [c[0] for c in todo])
     threads = cell_threads(jobs)
     queue = []
-    for i, (method, seed, level_seed) in enumerate(cells, 1):
-        name = f"[{i}/{len(cells)}] {method} seed {seed} levels {level_seed}"
-        if (method, seed, level_seed) not in todo:
+    for i, (method, seed, task_set) in enumerate(cells, 1):
+        name = f"[{i}/{len(cells)}] {method} seed {seed} task set {task_set}"
+        if (method, seed, task_set) not in todo:
             print(f"{name}: finished earlier, skipped", flush=True)
-            _log_event(exp, event="skip", method=method, seed=seed, level_seed=level_seed)
+            _log_event(exp, event="skip", method=method, seed=seed, task_set=task_set)
         else:
-            queue.append((name, (method, seed, level_seed)))
+            queue.append((name, (method, seed, task_set)))
     failed, running = [], []
     while queue or running:
         while queue and len(running) < jobs:
@@ -113,24 +113,24 @@ def _start(exp: Experiment, name: str, cell: tuple[str, int, int], threads: int 
             stale.unlink()
     cell_dir = _write_cell_spec(exp, *cell)
     print(f"{name}: training {exp.max_steps} steps (log: {cell_dir / CELL_LOG})", flush=True)
-    method, seed, level_seed = cell
-    _log_event(exp, event="run", method=method, seed=seed, level_seed=level_seed)
+    method, seed, task_set = cell
+    _log_event(exp, event="run", method=method, seed=seed, task_set=task_set)
     return _start_cell(cell_dir, threads)
 
 
 def _finish(exp: Experiment, name: str, cell: tuple[str, int, int], proc: subprocess.Popen, start: float) -> bool:
     """Report a cell whose process ended; False when it failed."""
-    method, seed, level_seed = cell
+    method, seed, task_set = cell
     cell_dir = exp.cell_dir(*cell)
     code = proc.returncode
     if code != 0 or not (cell_dir / RESULT_FILE).exists():
         tail = (cell_dir / CELL_LOG).read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
         print(f"{name}: FAILED (exit status {code}); last lines of {cell_dir / CELL_LOG}:\n  " + "\n  ".join(tail),
               file=sys.stderr, flush=True)
-        _log_event(exp, event="fail", method=method, seed=seed, level_seed=level_seed, code=code)
+        _log_event(exp, event="fail", method=method, seed=seed, task_set=task_set, code=code)
         return False
     final = json.loads((cell_dir / RESULT_FILE).read_text(encoding="utf-8"))["final"]
     print(f"{name}: done in {time.perf_counter() - start:.1f} s, test Acc. {final['test_acc']:.1f}, Comp. "
           f"{final['test_comp']:.1f}", flush=True)
-    _log_event(exp, event="done", method=method, seed=seed, level_seed=level_seed)
+    _log_event(exp, event="done", method=method, seed=seed, task_set=task_set)
     return True

@@ -13,6 +13,7 @@ from .spec import (
     CURVE_STEP_FILE,
     CURVE_TIME_FILE,
     DIAGNOSTICS_FILE,
+    RENAMED_KEYS,
     RESULT_FILE,
     RESULTS_FILE,
     TABLE_FILE,
@@ -44,14 +45,25 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def load_results(exp: Experiment, methods, seeds, level_seeds) -> tuple[list[dict], list[tuple[str, int, int]]]:
+def read_cell(path: Path) -> dict:
+    """A cell's ``result.json``; one of an earlier version (``level_seed``, ``test_levels``) reads as today's."""
+    cell = json.loads(path.read_text(encoding="utf-8"))
+    if "task_set" not in cell and "level_seed" in cell:
+        cell["task_set"] = cell.pop("level_seed")
+    settings = cell.get("eval_settings")
+    if isinstance(settings, dict):
+        cell["eval_settings"] = {RENAMED_KEYS.get(k, k): v for k, v in settings.items()}
+    return cell
+
+
+def load_results(exp: Experiment, methods, seeds, task_sets) -> tuple[list[dict], list[tuple[str, int, int]]]:
     cells, missing = [], []
     for m in methods:
         for s in seeds:
-            for lv in level_seeds:
+            for lv in task_sets:
                 path = exp.cell_dir(m, s, lv) / RESULT_FILE
                 if path.exists():
-                    cell = json.loads(path.read_text(encoding="utf-8"))
+                    cell = read_cell(path)
                     check_fingerprint(exp, m, s, lv, cell.get("fingerprint"))
                     cells.append(cell)
                 else:
@@ -107,7 +119,7 @@ def summarize(exp: Experiment, cells: list[dict], methods: list[str]) -> dict:
                     diagnostics.setdefault(k, []).append(v)
         summary["methods"][m] = {
             "n": len(mine), "label": mine[0].get("label"), "seeds": sorted({c["seed"] for c in mine}),
-            "level_seeds": sorted({c["level_seed"] for c in mine}),
+            "task_sets": sorted({c["task_set"] for c in mine}),
             **_ms("test_acc", [f["test_acc"] for f in finals]),
             **_ms("test_comp", [f["test_comp"] for f in finals]),
             **_ms("train_acc", [f["train_acc"] for f in finals]),
@@ -186,7 +198,7 @@ def table_notes(exp: Experiment, summary: dict, cells: list[dict], missing) -> s
     ns = sorted({s["n"] for s in summary["methods"].values()})
     notes = [
         f"Final step {exp.max_steps} (equal optimizer steps for every method); Acc./Comp. in %, greedy, plain prompt, "
-        f"held-out test levels (eval.test_levels={exp.eval.test_levels}); n = cells (seeds × level seeds) per row; "
+        f"held-out tasks (eval.test_tasks={exp.eval.test_tasks}); n = cells (seeds × task sets) per row; "
         f"± is the sample standard deviation (ddof=1), shown only when n ≥ 2 (n here: {', '.join(map(str, ns))}).",
         "Δ Acc. vs base: mean over cells of (final − step-0) test Acc.; steps to the reference's final Acc.: first "
         "evaluated step where the method's mean curve reaches the reference's final mean.",
@@ -204,10 +216,10 @@ def table_notes(exp: Experiment, summary: dict, cells: list[dict], missing) -> s
         notes.append(f"Machine: {_describe_machine(json.loads(machines[0]))}.")
     if missing:
         notes.append(f"Missing cells (not run or failed): {', '.join(f'{m}:{s}:{lv}' for m, s, lv in missing)}.")
-    runs = {m: sorted((c["seed"], c["level_seed"]) for c in cells if c["method"] == m) for m in summary["methods"]}
+    runs = {m: sorted((c["seed"], c["task_set"]) for c in cells if c["method"] == m) for m in summary["methods"]}
     if len({tuple(r) for r in runs.values()}) > 1:  # a mean over other seeds is not a comparison at equal seeds
         described = "; ".join(f"{m}: {', '.join(f'{s}:{lv}' for s, lv in r) or 'none'}" for m, r in runs.items())
-        notes.append(f"The methods ran on different seeds (seed:level seed — {described}): their means are not "
+        notes.append(f"The methods ran on different seeds (seed:task set — {described}): their means are not "
                      "comparable at equal seeds; compare the per-cell results of the seeds they share.")
     return "\n".join(f"- {n}" for n in notes)
 
@@ -289,9 +301,9 @@ def write_diagnostics(cells: list[dict], methods: list[str], output_dir: Path) -
     return path
 
 
-def aggregate(exp: Experiment, methods: list[str], seeds: list[int], level_seeds: list[int]) -> dict:
+def aggregate(exp: Experiment, methods: list[str], seeds: list[int], task_sets: list[int]) -> dict:
     """results.json + table.md + PNG curves from the finished cells; prints the table."""
-    cells, missing = load_results(exp, methods, seeds, level_seeds)
+    cells, missing = load_results(exp, methods, seeds, task_sets)
     if not cells:
         raise ExperimentConfigError(f"no finished cell under {str(exp.output_dir / 'cells')!r} for methods "
                                     f"{', '.join(methods)}; run the experiment first.")
@@ -304,7 +316,7 @@ def aggregate(exp: Experiment, methods: list[str], seeds: list[int], level_seeds
     diag = write_diagnostics(cells, methods, out)
     atomic_write_json(out / RESULTS_FILE, {
         "experiment": {"config": str(exp.path), "base_recipe": str(exp.base_recipe), "methods": methods,
-                       "seeds": seeds, "level_seeds": level_seeds, "max_steps": exp.max_steps,
+                       "seeds": seeds, "task_sets": task_sets, "max_steps": exp.max_steps,
                        "eval_every": exp.eval_every, "eval": vars(exp.eval), "summarizer_wait": exp.summarizer_wait,
                        "method_overrides": {m: exp.methods[m] for m in methods}, "shared_overrides": exp.overrides},
         "summary": summary, "missing": [list(c) for c in missing], "table_markdown": table, "cells": cells,

@@ -1,5 +1,10 @@
 """An experiment's specification: the YAML file (with ``extends``), its checks (one-line errors naming the field),
-each cell's effective recipe and the fingerprint that makes a finished cell's result valid."""
+each cell's effective recipe and the fingerprint that makes a finished cell's result valid.
+
+The experiment knows no environment: the task set a cell trains and evaluates on is the value of the environment's
+``task_set_arg`` in ``env_args`` (Sokoban's level seed, the app world's world seed), and the held-out tasks are the
+environment's evaluation split.
+"""
 
 from __future__ import annotations
 
@@ -28,11 +33,13 @@ DIAGNOSTICS_FILE = "diagnostics.png"
 
 # Experiment-level keys of the YAML file (anything else is a typo: fail with a suggestion).
 EXPERIMENT_KEYS = ("extends", "base_recipe", "overrides", "methods", "default_methods", "reference_method", "seeds",
-                   "level_seeds", "max_steps", "eval_every", "eval", "summarizer_wait", "output_dir")
-EVAL_KEYS = ("test_levels", "train_levels", "greedy", "temperature", "batch_size")
+                   "task_sets", "max_steps", "eval_every", "eval", "summarizer_wait", "output_dir")
+EVAL_KEYS = ("test_tasks", "train_tasks", "greedy", "temperature", "batch_size")
+#: Keys of earlier versions, and what replaced them (a one-line error says so).
+RENAMED_KEYS = {"level_seeds": "task_sets", "test_levels": "test_tasks", "train_levels": "train_tasks"}
 # Recipe fields the experiment itself sets per cell: a method or the shared overrides may not change them.
-CONTROLLED = ("seed", "env_seed", "max_steps", "output_dir", "summarizer_wait", "max_eval_samples", "eval_only",
-              "evaluate_after_training", "logging_steps", "resume_from_checkpoint")
+CONTROLLED = ("seed", "max_steps", "output_dir", "summarizer_wait", "max_eval_samples", "eval_only",
+              "evaluate_after_training", "logging_steps", "resume_from_checkpoint", "method")
 # The base model: shared by every method (set it in `overrides`, never per method).
 SHARED_ONLY = ("model_name_or_path", "model_revision", "tiny_model")
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -47,8 +54,8 @@ class ExperimentConfigError(ValueError):
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class EvalSettings:
-    test_levels: int | None = None  # held-out test levels (None: the whole test split)
-    train_levels: int | None = None  # training tasks scored for "train Acc." (None: the tasks trained on; 0: skip)
+    test_tasks: int | None = None  # held-out tasks (None: the environment's whole evaluation split)
+    train_tasks: int | None = None  # training tasks scored for "train Acc." (None: the tasks trained on; 0: skip)
     greedy: bool = True
     temperature: float = 1.0  # only when greedy is false
     batch_size: int | None = None  # None: the recipe's eval_batch_size
@@ -58,9 +65,9 @@ class EvalSettings:
 class Experiment:
     path: Path
     base_recipe: Path
-    methods: dict[str, dict[str, Any]]
+    methods: dict[str, dict[str, Any]]  # name -> recipe overrides, the method's options filled in
     seeds: list[int]
-    level_seeds: list[int]
+    task_sets: list[int]
     max_steps: int
     eval_every: int
     output_dir: Path
@@ -69,9 +76,10 @@ class Experiment:
     reference_method: str = "grpo"
     eval: EvalSettings = field(default_factory=EvalSettings)
     summarizer_wait: float = 60.0
+    task_set_arg: str | None = "seed"  # the environment's option that picks its task set (EnvSpec.task_set_arg)
 
-    def cell_dir(self, method: str, seed: int, level_seed: int) -> Path:
-        return self.output_dir / "cells" / method / f"seed{seed}-levels{level_seed}"
+    def cell_dir(self, method: str, seed: int, task_set: int) -> Path:
+        return self.output_dir / "cells" / method / f"seed{seed}-tasks{task_set}"
 
 
 def _fail(path, field_name: str, message: str):
@@ -116,7 +124,7 @@ def _check_overrides(overrides, path, field_name: str, known: set[str]) -> dict[
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             _fail(path, f"{field_name}.{key}", f"unknown recipe option{hint}")
         if key in CONTROLLED:
-            _fail(path, f"{field_name}.{key}", "is set by the experiment for every cell (seeds, level_seeds, "
+            _fail(path, f"{field_name}.{key}", "is set by the experiment for every cell (seeds, task_sets, "
                                                "max_steps, output_dir, summarizer_wait, eval); remove it")
     return dict(overrides)
 
@@ -142,6 +150,8 @@ def _read_experiment(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Path]:
     if not isinstance(data, dict):
         raise ExperimentConfigError(f"experiment config {str(path)!r} must be a YAML mapping.")
     for key in data:
+        if key in RENAMED_KEYS:
+            _fail(path, str(key), f"is now {RENAMED_KEYS[key]} (the experiment names no environment)")
         if key not in EXPERIMENT_KEYS:
             close = difflib.get_close_matches(str(key), EXPERIMENT_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -159,7 +169,7 @@ def _read_experiment(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Path]:
     parent.pop("output_dir", None)  # never inherited: a variant writing into its parent's cells would mix them
     merged = {**parent, **data}
     if isinstance(parent.get("overrides"), dict) and isinstance(data.get("overrides"), dict):
-        merged["overrides"] = {**parent["overrides"], **data["overrides"]}
+        merged["overrides"] = overlay(parent["overrides"], data["overrides"])
     return merged, (recipe_dir if "base_recipe" in data else parent_recipe_dir)
 
 
@@ -199,7 +209,7 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     for name, over in methods_raw.items():
         if not isinstance(name, str) or not _NAME.match(name):
             _fail(path, "methods", f"method name {name!r} must be letters, digits, '_', '.', '+' or '-'")
-        methods[name] = _check_overrides(over, path, f"methods.{name}", known)
+        methods[name] = _method_options(name, over, path, known)
         for key in SHARED_ONLY:
             if key in methods[name]:
                 _fail(path, f"methods.{name}.{key}", "every method starts from the same base model: set it in "
@@ -219,12 +229,14 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     if not isinstance(eval_raw, dict):
         _fail(path, "eval", f"must be a mapping, got {eval_raw!r}")
     for key in eval_raw:
+        if key in RENAMED_KEYS:
+            _fail(path, f"eval.{key}", f"is now eval.{RENAMED_KEYS[key]} (the experiment names no environment)")
         if key not in EVAL_KEYS:
             _fail(path, f"eval.{key}", f"unknown eval setting; known: {', '.join(EVAL_KEYS)}")
     settings = EvalSettings(
-        test_levels=_positive_int(eval_raw.get("test_levels"), path, "eval.test_levels", allow_none=True),
-        train_levels=_positive_int(eval_raw.get("train_levels"), path, "eval.train_levels", allow_none=True,
-                                   allow_zero=True),
+        test_tasks=_positive_int(eval_raw.get("test_tasks"), path, "eval.test_tasks", allow_none=True),
+        train_tasks=_positive_int(eval_raw.get("train_tasks"), path, "eval.train_tasks", allow_none=True,
+                                  allow_zero=True),
         greedy=eval_raw.get("greedy", True),
         temperature=eval_raw.get("temperature", 1.0),
         batch_size=_positive_int(eval_raw.get("batch_size"), path, "eval.batch_size", allow_none=True),
@@ -241,15 +253,54 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     if not isinstance(output_dir, str):
         _fail(path, "output_dir", f"must be a folder path, got {output_dir!r}")
 
-    return Experiment(
+    exp = Experiment(
         path=path.resolve(), base_recipe=found.resolve(), methods=methods,
         seeds=_int_list(data["seeds"], path, "seeds"),
-        level_seeds=_int_list(data.get("level_seeds", [0]), path, "level_seeds"),
+        task_sets=_int_list(data.get("task_sets", [0]), path, "task_sets"),
         max_steps=_positive_int(data["max_steps"], path, "max_steps"),
         eval_every=_positive_int(data["eval_every"], path, "eval_every"),
         output_dir=Path(output_dir), overrides=overrides, default_methods=list(default_methods),
         reference_method=reference, eval=settings, summarizer_wait=float(wait),
     )
+    exp.task_set_arg = _task_set_arg(exp, path)
+    return exp
+
+
+def _task_set_arg(exp: Experiment, path) -> str | None:
+    """The environment's option that picks a task set; an environment without one runs a single task set."""
+    from ..envs.registry import load_environment
+
+    recipe = _shared_recipe(exp)
+    try:
+        spec = load_environment(recipe.get("env_name", "sokoban"), recipe.get("env_args"))
+    except ValueError as e:
+        _fail(path, "base_recipe", str(e))
+    arg = spec.task_set_arg
+    if arg is None and len(exp.task_sets) > 1:
+        _fail(path, "task_sets", f"environment {spec.name} has one task set (no task_set_arg); use task_sets: [0]")
+    if arg is not None and arg in (recipe.get("env_args") or {}):
+        _fail(path, f"overrides.env_args.{arg}", "is the task set, which the experiment sets per cell (task_sets)")
+    return arg
+
+
+def _method_options(name: str, over, path, known: set[str]) -> dict[str, Any]:
+    """A method entry's effective overrides: the named method's options (``method:``, else the entry's own name
+    when it names a method) with the entry's other keys on top."""
+    from ..app.methods import METHODS, with_method
+
+    over = dict(over or {}) if isinstance(over, dict) or over is None else over
+    if not isinstance(over, dict):
+        _fail(path, f"methods.{name}", f"must be a mapping of recipe option: value, got {over!r}")
+    chosen = over.get("method", name if name in METHODS else None)
+    if chosen is None:
+        _fail(path, f"methods.{name}", f"say which method it is (method: one of {', '.join(METHODS)}); its options "
+                                       "are filled in, the entry's own keys win")
+    if chosen not in METHODS:
+        close = difflib.get_close_matches(str(chosen), list(METHODS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        _fail(path, f"methods.{name}.method", f"{chosen!r} is not a method{hint}; choose one of {', '.join(METHODS)}")
+    checked = _check_overrides({k: v for k, v in over.items() if k != "method"}, path, f"methods.{name}", known)
+    return with_method(checked, chosen)
 
 
 def parse_list(text: str, flag: str, kind=int) -> list:
@@ -265,28 +316,49 @@ def parse_list(text: str, flag: str, kind=int) -> list:
     return values
 
 
-def cell_recipe(exp: Experiment, method: str, seed: int, level_seed: int, cell_dir: Path) -> dict[str, Any]:
-    """A cell's effective train recipe: base recipe ← overrides ← method overrides ← the cell's own settings."""
+def overlay(recipe: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``recipe`` with ``overrides`` on top; ``env_args`` merge option by option (an override that sets one option
+    of the environment keeps the others)."""
+    merged = {**recipe, **overrides}
+    if isinstance(recipe.get("env_args"), dict) and isinstance(overrides.get("env_args"), dict):
+        merged["env_args"] = {**recipe["env_args"], **overrides["env_args"]}
+    return merged
+
+
+def _shared_recipe(exp: Experiment) -> dict[str, Any]:
+    """The base recipe with its method's options filled in, under the experiment's shared overrides."""
+    from ..app.methods import with_method
+
+    return overlay(with_method(yaml_mapping(exp.base_recipe)), exp.overrides)
+
+
+def yaml_mapping(path: Path) -> dict[str, Any]:
     import yaml
 
-    recipe = yaml.safe_load(exp.base_recipe.read_text(encoding="utf-8")) or {}
-    recipe.update(exp.overrides)
-    recipe.update(exp.methods[method])
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def cell_recipe(exp: Experiment, method: str, seed: int, task_set: int, cell_dir: Path) -> dict[str, Any]:
+    """A cell's effective train recipe: base recipe ← overrides ← the method's options ← the cell's own settings
+    (its seed, and its task set in ``env_args``)."""
+    recipe = overlay(_shared_recipe(exp), exp.methods[method])
+    if exp.task_set_arg is not None:
+        recipe["env_args"] = {**(recipe.get("env_args") or {}), exp.task_set_arg: task_set}
     recipe.update({
-        "seed": seed, "env_seed": level_seed, "max_steps": exp.max_steps, "output_dir": str(cell_dir / "run"),
+        "seed": seed, "max_steps": exp.max_steps, "output_dir": str(cell_dir / "run"),
         "summarizer_wait": exp.summarizer_wait, "logging_steps": 1, "eval_only": False,
         "evaluate_after_training": False, "save_strategy": "no", "push_to_hub": False,
     })
     return recipe
 
 
-def cell_fingerprint(exp: Experiment, method: str, seed: int, level_seed: int) -> dict[str, Any]:
+def cell_fingerprint(exp: Experiment, method: str, seed: int, task_set: int) -> dict[str, Any]:
     """What makes a cell's result valid: its effective recipe (output_dir aside), steps and evaluation settings.
 
     A finished cell whose stored fingerprint differs from the current one was trained under another configuration:
     resuming or aggregating it with the others would compare unequal runs, so both refuse.
     """
-    recipe = cell_recipe(exp, method, seed, level_seed, Path("."))
+    recipe = cell_recipe(exp, method, seed, task_set, Path("."))
     for key in _NO_EFFECT_ON_A_CELL:
         recipe.pop(key, None)
     return json.loads(json.dumps({"recipe": recipe, "max_steps": exp.max_steps, "eval_every": exp.eval_every,
@@ -299,12 +371,28 @@ _NO_EFFECT_ON_A_CELL = ("output_dir", "max_eval_samples", "eval_batch_size")
 
 
 def _effective(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """``fingerprint`` with its recipe's keys that a cell does not depend on, or that hold their field's default,
-    left out: a recipe that writes ``lora_dropout: 0.05`` runs the same cell as one that leaves it at the default."""
+    """``fingerprint`` with its recipe's keys that a cell does not depend on, or that hold their default, left out:
+    a recipe that writes ``lora_dropout: 0.05`` runs the same cell as one that leaves it at the default, and an
+    ``env_args`` option at the environment's default the same as one left out. A fingerprint stored by an earlier
+    version (the environment's options as ``env_*`` recipe keys, ``test_levels``/``train_levels``) reads as today's."""
+    from ..app.recipe import LEGACY_ENV_KEYS
+    from ..envs.registry import default_env_args
+
+    recipe = dict(fingerprint["recipe"])
+    env_args = dict(recipe.pop("env_args", None) or {})
+    for old, new in LEGACY_ENV_KEYS.items():
+        value = recipe.pop(old, None)
+        if value is not None:
+            env_args.setdefault(new, value)
+    env_defaults = default_env_args(recipe.get("env_name", "sokoban"))
+    env_args = {k: v for k, v in env_args.items() if not (k in env_defaults and env_defaults[k] == v)}
     defaults = _field_defaults()
-    recipe = {k: v for k, v in fingerprint["recipe"].items()
+    recipe = {k: v for k, v in recipe.items()
               if k not in _NO_EFFECT_ON_A_CELL and not (k in defaults and defaults[k] == v)}
-    return {**fingerprint, "recipe": recipe}
+    if env_args:
+        recipe["env_args"] = env_args
+    evaluation = {RENAMED_KEYS.get(k, k): v for k, v in fingerprint.get("eval", {}).items()}
+    return {**fingerprint, "recipe": recipe, "eval": evaluation}
 
 
 def _field_defaults() -> dict[str, Any]:
@@ -315,8 +403,8 @@ def _field_defaults() -> dict[str, Any]:
     return {f.name: f.default for t in train_types() for f in fields(t) if f.default is not MISSING}
 
 
-def check_fingerprint(exp: Experiment, method: str, seed: int, level_seed: int, stored: dict | None) -> None:
-    current = _effective(cell_fingerprint(exp, method, seed, level_seed))
+def check_fingerprint(exp: Experiment, method: str, seed: int, task_set: int, stored: dict | None) -> None:
+    current = _effective(cell_fingerprint(exp, method, seed, task_set))
     if stored is not None:
         stored = _effective(stored)
     if stored is None or stored == current:
@@ -325,49 +413,49 @@ def check_fingerprint(exp: Experiment, method: str, seed: int, level_seed: int, 
                    if stored["recipe"].get(k) != current["recipe"].get(k)}
                   | {k for k in ("max_steps", "eval_every", "eval") if stored.get(k) != current.get(k)})
     raise ExperimentConfigError(
-        f"cell {method}:{seed}:{level_seed} in {str(exp.output_dir)!r} was finished under another configuration "
+        f"cell {method}:{seed}:{task_set} in {str(exp.output_dir)!r} was finished under another configuration "
         f"(differs in: {', '.join(diff)}); use a new --output-dir, or --force to re-run it")
 
 
 #: Recipe keys that only shape training, never the step-0 model: cells differing only in these evaluate the same base
-#: model on the same levels, so (greedy) they share one step-0 evaluation. An unlisted key keeps cells apart.
+#: model on the same tasks, so (greedy) they share one step-0 evaluation. An unlisted key keeps cells apart.
 _TRAINING_ONLY = ("seed", "sdl_coef", "grpo_coef", "skill_source", "teacher_context", "teacher_sync_mode",
                   "rollout_policy", "skills_in_student_prompt", "use_vllm", "learning_rate", "summarizer",
                   "summarizer_wait", "skill_granularity", "teacher_sync_steps", "max_steps", "lora_dropout")
 
 
-def base_eval_path(exp: Experiment, method: str, seed: int, level_seed: int) -> Path | None:
-    """Where the step-0 evaluation of this cell is shared with every cell of the same base model and levels.
+def base_eval_path(exp: Experiment, method: str, seed: int, task_set: int) -> Path | None:
+    """Where the step-0 evaluation of this cell is shared with every cell of the same base model and tasks.
 
     ``None`` when it cannot be shared: sampled evaluation, or a model that depends on the training seed
     (``tiny_model`` builds a random model from it).
     """
-    fingerprint = cell_fingerprint(exp, method, seed, level_seed)
+    fingerprint = cell_fingerprint(exp, method, seed, task_set)
     recipe = fingerprint["recipe"]
     if not exp.eval.greedy or recipe.get("tiny_model"):
         return None
     key = {"recipe": {k: v for k, v in recipe.items() if k not in _TRAINING_ONLY}, "eval": fingerprint["eval"]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:16]
-    return exp.output_dir / BASE_EVALS_DIR / f"levels{level_seed}-{digest}.json"
+    return exp.output_dir / BASE_EVALS_DIR / f"tasks{task_set}-{digest}.json"
 
 
-def _write_cell_spec(exp: Experiment, method: str, seed: int, level_seed: int) -> Path:
+def _write_cell_spec(exp: Experiment, method: str, seed: int, task_set: int) -> Path:
     import yaml
 
-    cell_dir = exp.cell_dir(method, seed, level_seed).resolve()
-    recipe = cell_recipe(exp, method, seed, level_seed, cell_dir)
+    cell_dir = exp.cell_dir(method, seed, task_set).resolve()
+    recipe = cell_recipe(exp, method, seed, task_set, cell_dir)
     atomic_write(cell_dir / CELL_RECIPE, lambda f: yaml.safe_dump(recipe, f, sort_keys=False, allow_unicode=True))
-    spec = {"method": method, "seed": seed, "level_seed": level_seed, "max_steps": exp.max_steps,
+    spec = {"method": method, "seed": seed, "task_set": task_set, "max_steps": exp.max_steps,
             "eval_every": exp.eval_every, "eval": vars(exp.eval), "experiment": str(exp.path),
             "base_recipe": str(exp.base_recipe), "method_overrides": exp.methods[method],
-            "shared_overrides": exp.overrides, "fingerprint": cell_fingerprint(exp, method, seed, level_seed)}
-    shared = base_eval_path(exp, method, seed, level_seed)
+            "shared_overrides": exp.overrides, "fingerprint": cell_fingerprint(exp, method, seed, task_set)}
+    shared = base_eval_path(exp, method, seed, task_set)
     spec["base_eval"] = str(shared.resolve()) if shared is not None else None
     atomic_write_json(cell_dir / CELL_FILE, spec)
     return cell_dir
 
 
-def validate_cells(exp: Experiment, methods, seeds, level_seeds) -> None:
+def validate_cells(exp: Experiment, methods, seeds, task_sets) -> None:
     """Parse every selected cell's recipe exactly as the cell will (TrlParser): bad values fail before any training."""
     import tempfile
 
@@ -378,8 +466,8 @@ def validate_cells(exp: Experiment, methods, seeds, level_seeds) -> None:
     with tempfile.TemporaryDirectory(prefix="skill-sd-experiment-check-") as tmp:
         for method in methods:
             for seed in seeds[:1]:  # cells of a method differ only by seed values
-                for level_seed in level_seeds[:1]:
-                    recipe = cell_recipe(exp, method, seed, level_seed, Path(tmp) / "cell")
+                for task_set in task_sets[:1]:
+                    recipe = cell_recipe(exp, method, seed, task_set, Path(tmp) / "cell")
                     path = Path(tmp) / f"{method}.yaml"
                     path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
                     try:

@@ -60,6 +60,8 @@ def _no_signal_reason(args, skill_provider, columns: list[str] | None, is_peft: 
             return None
         return ("teacher_context='none' with teacher_sync_mode='dynamic' makes the teacher the student itself; use "
                 "'frozen' or 'ema', or a context")
+    if getattr(skill_provider, "provides_skills", True) is False:
+        return "the skill provider never provides a skill (skill_source='none')"
     if isinstance(skill_provider, ColumnSkillProvider) and columns is not None and skill_provider.column not in columns:
         return (f"teacher_context='skill' reads skills from the dataset column {skill_provider.column!r}, which the "
                 f"training dataset lacks; add it, set skill_column, or pass a skill_provider (a SkillBank)")

@@ -22,9 +22,9 @@ _SPECIAL = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>"
 
 def build_tokenizer(vocab_size: int = 512):
     """A byte-level BPE tokenizer with Qwen3's special tokens and chat template."""
+    import trl
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-    import trl
 
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -12,9 +12,11 @@ ground truth), rendered by the trainer's default templates. The paper's 4B instr
 unprompted; the 135M model does not (docs/benchmarks.md), so without this its teacher has nothing to distil. The
 student still acts with the plain prompt in RL: the plain demonstrations keep that behaviour.
 
-Demonstration levels come from their own generator namespace (``sokoban-warmstart/...``) and every board that
-appears in the train or test split of any preset in ``exclude_presets`` at any level seed in ``exclude_level_seeds``
-is dropped, so no RL train or test level is ever seen during the warm start.
+The demonstrations are the environment's own (``EnvSpec.demonstrations``): tasks drawn from task sets disjoint from
+every RL train and test task of the excluded task-set seeds (Sokoban: boards from their own generator namespace,
+every board of the CPU presets' level sets dropped), each with the answer that solves it. The environment's skill
+for a demonstration is written as in RL: the real environment plays the answer and the real experience summarizer
+writes the skill.
 
 A warm start is addressed by an alias (``smollm2-135m-sokoban-base``) wherever a model name is accepted: the first
 use builds it (deterministic from its seed; ≈ minutes on 2 CPU cores, progress shown), atomically and under an
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 #: Bump when the warm-start procedure changes: the cache key changes with it.
-WARM_START_FORMAT = 2
+WARM_START_FORMAT = 3
 WARM_START_INFO = "warm_start.json"
 #: What a demonstration's prompt may hold besides the task: nothing, a skill, or the reference solution.
 CONTEXT_KINDS = ("none", "skill", "ground_truth")
@@ -46,21 +48,23 @@ class WarmStart:
     Attributes:
         alias: the name recipes use for the result.
         base: the model it starts from (an embedded alias, a Hub id or a folder).
-        env_preset / prompt_style: the Sokoban preset and prompt of the demonstrations (the RL recipes' own).
-        num_demonstrations: distinct demonstration levels.
+        env / env_args: the environment whose demonstrations it learns from, with the RL recipes' own options
+            (their prompt); ``env_args`` must not pick a task set, the demonstrations bring their own.
+        num_demonstrations: distinct demonstration tasks.
         max_steps / batch_size / learning_rate: the SFT run.
         lora_r / lora_alpha / lora_target_modules: the LoRA that is trained, then merged.
-        exclude_presets / exclude_level_seeds: presets and level seeds whose train and test boards are never used as
-            demonstrations (every CPU preset the RL recipes train or evaluate on).
-        seed: the SFT seed (data order, LoRA init).
+        exclude_task_sets: task-set seeds none of whose train or test tasks is ever a demonstration (every seed the
+            RL recipes and experiments train or evaluate on).
+        seed: the demonstrations' and the SFT's seed (which tasks, data order, LoRA init).
         context_kinds: what the prompt of demonstration ``i`` holds besides the task, cycling through the tuple
             (``("none", "skill")``: every other one a skill); empty means plain prompts only. See the module docstring.
     """
 
     alias: str
     base: str
-    env_preset: str = "small"
-    prompt_style: str = "compact"
+    env: str = "sokoban"
+    env_args: dict[str, Any] = field(default_factory=lambda: {"preset": "small", "prompt_style": "compact",
+                                                              "reward_mode": "success", "lenient_actions": True})
     num_demonstrations: int = 256
     max_steps: int = 12
     batch_size: int = 8
@@ -68,28 +72,32 @@ class WarmStart:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    exclude_presets: tuple[str, ...] = ("small", "short")
-    exclude_level_seeds: tuple[int, ...] = tuple(range(10))
+    exclude_task_sets: tuple[int, ...] = tuple(range(10))
     seed: int = 0
     context_kinds: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.context_kinds if k not in CONTEXT_KINDS]
         if unknown:
             raise ValueError(f"WarmStart.context_kinds has {unknown}; use entries of {CONTEXT_KINDS}.")
 
-    def key(self, base_path: str) -> str:
-        """Fingerprint of the recipe, the procedure, the presets it draws from and excludes (a resized preset excludes
-        other boards) and the base folder (a re-converted base gets a new key)."""
-        from ..envs.sokoban.dataset import _resolve_preset
+    def environment(self):
+        """The environment the demonstrations come from (its spec, with ``env_args``)."""
+        from ..envs.registry import load_environment
 
-        recipe = {k: v for k, v in asdict(self).items() if k != "extra"}
-        if not self.context_kinds:  # a plain warm start keeps the key it had before contexts existed
+        spec = load_environment(self.env, self.env_args)
+        if spec.demonstrations is None:
+            raise ValueError(f"WarmStart {self.alias!r}: environment {self.env!r} has no demonstrations "
+                             "(EnvSpec.demonstrations); a warm start needs tasks with reference answers.")
+        return spec
+
+    def key(self, base_path: str) -> str:
+        """Fingerprint of the recipe, the procedure and the base folder (a re-converted base gets a new key)."""
+        recipe = asdict(self)
+        if not self.context_kinds:  # a plain warm start's key does not depend on the contexts it does not use
             del recipe["context_kinds"]
-        presets = {name: asdict(_resolve_preset(name)) for name in {self.env_preset, *self.exclude_presets}}
-        payload = json.dumps({"format": WARM_START_FORMAT, "recipe": recipe, "presets": presets,
-                              "base": Path(base_path).name}, sort_keys=True, default=list)
+        payload = json.dumps({"format": WARM_START_FORMAT, "recipe": recipe, "base": Path(base_path).name},
+                             sort_keys=True, default=list)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
 
 
@@ -120,91 +128,56 @@ def resolve_warm_start(spec: WarmStart) -> str:
     return str(build_once(target, lambda tmp: build_warm_start(spec, base_path, tmp), f"The warm start {spec.alias!r}"))
 
 
-def demonstration_levels(spec: WarmStart) -> list:
-    """``spec.num_demonstrations`` distinct solved levels, none of them a train/test board of an excluded preset
-    and seed."""
-    from ..envs.sokoban.dataset import _level_pool, _resolve_preset
-    from ..envs.sokoban.generator import generate_level
-
-    preset = _resolve_preset(spec.env_preset)
-    excluded = set()
-    for name in spec.exclude_presets:
-        for level_seed in spec.exclude_level_seeds:
-            train, test = _level_pool(_resolve_preset(name), level_seed)
-            excluded.update(train)
-            excluded.update(test)
-    levels, seen, k = [], set(), 0
-    while len(levels) < spec.num_demonstrations:
-        if k >= 50 * spec.num_demonstrations:
-            raise RuntimeError(f"Only {len(levels)} demonstration levels could be generated for {spec.alias!r}.")
-        level = generate_level(f"sokoban-warmstart/{preset.name}/{spec.seed}/{k}", preset.dim, preset.num_boxes,
-                               min_solution_length=preset.min_solution_length,
-                               max_solution_length=preset.max_solution_length)
-        k += 1
-        if level in excluded or level in seen:  # Level equality: same board, player and boxes
-            continue
-        seen.add(level)
-        levels.append(level)
-    return levels
+def demonstration_rows(spec: WarmStart) -> list[dict[str, Any]]:
+    """The environment's ``spec.num_demonstrations`` demonstration tasks (rows with ``prompt`` and ``answer``)."""
+    return spec.environment().demonstrations(spec.num_demonstrations, spec.seed, spec.exclude_task_sets)
 
 
-def solved_skill(level, max_steps: int, prompt_style: str) -> str:
-    """The skill text Skill-SD's teacher is shown for ``level`` once an episode has solved it: the real Sokoban
-    environment plays the level's solution in one turn and the real experience summarizer writes the skill."""
-    from ..envs.sokoban import SokobanEnv, summary
-    from ..envs.sokoban.render import format_actions
+def solved_skill(env_spec, row: dict[str, Any]) -> str:
+    """The skill text Skill-SD's teacher is shown for a task once an episode has solved it: the real environment
+    plays the row's answer in one turn and the real experience summarizer writes the skill."""
     from ..skills.schema import parse_skill
     from ..skills.summarizers import ExperienceSummarizer
     from ..skills.trajectory import Trajectory, Turn
 
-    env = SokobanEnv(max_steps=max_steps, reward_mode="success", lenient_actions=True, prompt_style=prompt_style)
-    env.reset({"level": level.to_xsb()})
-    answer = f"<answer>{format_actions(level.solution)}</answer>"
-    result = env.step(answer)
+    env = env_spec.make_env()
+    env.reset(row)
+    result = env.step(row["answer"])
     score = env.score()
+    env.close()
     if not score.success:
-        raise RuntimeError(f"The solution of a demonstration level did not solve it ({result.observation!r}).")
-    trajectory = Trajectory(task_id="warmstart", env_name=env.name, task="", reward=float(result.reward),
-                            turns=[Turn(answer, result.observation, result.valid, dict(result.info))], success=True,
-                            completion=float(score.completion), stop_reason=result.stop_reason or "done")
-    text = ExperienceSummarizer(events={env.name: summary.EVENTS}).summarize([trajectory], focus=trajectory)
+        raise RuntimeError(f"The answer of a demonstration did not solve it ({result.observation!r}).")
+    trajectory = Trajectory(task_id="warmstart", env_name=env_spec.name, task="", reward=float(result.reward),
+                            turns=[Turn(row["answer"], result.observation, result.valid, dict(result.info))],
+                            success=True, completion=float(score.completion), stop_reason=result.stop_reason or "done")
+    text = ExperienceSummarizer(events={env_spec.name: env_spec.events}).summarize([trajectory], focus=trajectory)
     return parse_skill(text, task_id="warmstart", reward=trajectory.reward, step=0, summarizer="experience").to_text()
 
 
-def demonstration_prompt(level, kind: str, max_steps: int, prompt_style: str):
-    """The RL prompt of ``level``, with the teacher context of ``kind`` rendered in as the trainer renders it (its
-    default templates, in the system message)."""
+def demonstration_prompt(env_spec, row: dict[str, Any], kind: str):
+    """The RL prompt of a demonstration, with the teacher context of ``kind`` rendered in as the trainer renders it
+    (its default templates, in the system message)."""
     from ..method.config import DEFAULT_GROUND_TRUTH_TEMPLATE, DEFAULT_SKILL_TEMPLATE
-    from ..envs.sokoban.dataset import build_prompt
-    from ..envs.sokoban.render import format_actions
     from ..rollout.prompts import add_context_to_prompt
 
-    prompt = build_prompt(level, max_steps, prompt_style)
     if kind == "none":
-        return prompt
+        return row["prompt"]
     if kind == "skill":
-        return add_context_to_prompt(prompt, solved_skill(level, max_steps, prompt_style), DEFAULT_SKILL_TEMPLATE)
+        return add_context_to_prompt(row["prompt"], solved_skill(env_spec, row), DEFAULT_SKILL_TEMPLATE)
     # the dataset's ground_truth column, as vanilla OPD's teacher reads it
-    return add_context_to_prompt(prompt, format_actions(level.solution), DEFAULT_GROUND_TRUTH_TEMPLATE)
+    return add_context_to_prompt(row["prompt"], row["ground_truth"], DEFAULT_GROUND_TRUTH_TEMPLATE)
 
 
 def demonstrations(spec: WarmStart):
     """The SFT dataset: conversational prompt (the RL prompt, with a teacher context where ``spec.context_kinds``
-    puts one) and the optimal answer as the completion."""
+    puts one) and the answer as the completion."""
     from datasets import Dataset
 
-    from ..envs.sokoban.dataset import _resolve_preset
-    from ..envs.sokoban.render import format_actions
-
-    preset = _resolve_preset(spec.env_preset)
+    env_spec = spec.environment()
     kinds = spec.context_kinds or ("none",)
-    rows = [
-        {
-            "prompt": demonstration_prompt(level, kinds[i % len(kinds)], preset.max_steps, spec.prompt_style),
-            "completion": [{"role": "assistant", "content": f"<answer>{format_actions(level.solution)}</answer>"}],
-        }
-        for i, level in enumerate(demonstration_levels(spec))
-    ]
+    rows = [{"prompt": demonstration_prompt(env_spec, row, kinds[i % len(kinds)]),
+             "completion": [{"role": "assistant", "content": row["answer"]}]}
+            for i, row in enumerate(demonstration_rows(spec))]
     return Dataset.from_list(rows)
 
 

@@ -24,6 +24,7 @@ from .data import (
     make_offline_appworld_dataset,
 )
 from .env import AppWorldEnv, OfflineAppWorldEnv, extract_code, observation_events, trim_observation
+from .environment import load_environment, load_offline_environment
 from .offline.server import OfflineAppWorldServer, default_offline_server_url, stop_default_offline_server
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "default_offline_server_url",
     "extract_code",
     "load_appworld_task_ids",
+    "load_environment",
+    "load_offline_environment",
     "make_appworld_dataset",
     "make_offline_appworld_dataset",
     "observation_events",

@@ -5,7 +5,8 @@ Quick tour::
 
     from skill_sd_trl.envs.sokoban import SokobanEnv, make_sokoban_dataset
 
-    ds = make_sokoban_dataset("small", split="train", seed=0)
+    spec = load_environment(preset="small", seed=0)   # what recipes load as env_name: sokoban
+    ds = spec.dataset("train")                        # = make_sokoban_dataset("small", split="train", seed=0)
     env = SokobanEnv()
     env.reset(ds[0])                      # returns None: the board is already in ds[0]["prompt"]
     result = env.step("<answer>Up || Left</answer>")
@@ -22,6 +23,7 @@ from .dataset import (
     system_prompt,
 )
 from .env import SokobanEnv
+from .environment import load_environment
 from .generator import generate_level
 from .level import Level
 from .render import LEGEND, format_actions, parse_actions, parse_board, render
@@ -44,6 +46,7 @@ __all__ = [
     "is_dead_corner",
     "is_solvable",
     "levels_to_dataset",
+    "load_environment",
     "make_sokoban_dataset",
     "move",
     "parse_actions",

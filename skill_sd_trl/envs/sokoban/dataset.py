@@ -111,10 +111,10 @@ def make_sokoban_dataset(preset: str | SokobanPreset = "small", split: str = "tr
         seed: different seeds give different level sets.
         prompt_style: ``"full"`` rules or ``"compact"`` ones (:data:`PROMPT_STYLES`).
     """
-    spec = _resolve_preset(preset)
+    spec = resolve_preset(preset)
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}.")
-    train, test = _level_pool(spec, seed)
+    train, test = level_pool(spec, seed)
     levels = train if split == "train" else test
     return levels_to_dataset(levels, name=spec.name, split=split, max_steps=spec.max_steps, prompt_style=prompt_style)
 
@@ -170,8 +170,8 @@ def parse_xsb_collection(text: str) -> list[Level]:
     return levels
 
 
-# ---------------------------------------------------------------------- internals
-def _resolve_preset(preset: str | SokobanPreset) -> SokobanPreset:
+# ---------------------------------------------------------------------- presets and level pools
+def resolve_preset(preset: str | SokobanPreset) -> SokobanPreset:
     if isinstance(preset, SokobanPreset):
         return preset
     if preset not in PRESETS:
@@ -180,7 +180,7 @@ def _resolve_preset(preset: str | SokobanPreset) -> SokobanPreset:
 
 
 @lru_cache(maxsize=16)
-def _level_pool(spec: SokobanPreset, seed: int) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
+def level_pool(spec: SokobanPreset, seed: int) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
     """Distinct levels for both splits of ``(spec, seed)``; train first, in curriculum order when asked."""
     wanted = spec.num_train + spec.num_test
     seen: set[Level] = set()
