@@ -60,8 +60,10 @@ def _logps_under(tr, prompts, batch, adapter_ctx):
     return out
 
 
-def test_off_policy_student_and_teacher_use_the_reset_extended_prompts(tiny_model_path, tmp_path):
-    tr = _trainer(tiny_model_path, tmp_path, rollout_policy="teacher")
+def _acting_teacher_batch(tiny_model_path, tmp_path, **config):
+    """One generation batch sampled by a teacher whose weights differ from the student's (rollout_policy='teacher'):
+    the trainer, the batch's rows, its output and the prompts the teacher was scored under."""
+    tr = _trainer(tiny_model_path, tmp_path, rollout_policy="teacher", **config)
     with torch.no_grad():  # a teacher distinct from the student
         for n, p in tr.model.named_parameters():
             if ".teacher." in n and "lora_B" in n:
@@ -69,7 +71,11 @@ def test_off_policy_student_and_teacher_use_the_reset_extended_prompts(tiny_mode
     teacher_calls = record_teacher_prompts(tr)
     rows = first_batch(tr)
     tr.model.train()
-    batch = tr._generate_and_score_completions([dict(r) for r in rows])
+    return tr, rows, tr._generate_and_score_completions([dict(r) for r in rows]), teacher_calls
+
+
+def test_off_policy_student_and_teacher_use_the_reset_extended_prompts(tiny_model_path, tmp_path):
+    tr, rows, batch, teacher_calls = _acting_teacher_batch(tiny_model_path, tmp_path)
 
     # the student trains on plain task + reset text: no skill, nothing missing
     student = [ids[m.bool()].tolist() for ids, m in zip(batch["prompt_ids"], batch["prompt_mask"])]
@@ -134,15 +140,8 @@ def test_the_acting_teacher_is_scored_under_the_very_prompt_it_sampled_under(tin
         return sampled[-1]
 
     monkeypatch.setattr(TrainerBackend, "tokenize_prompt", spy)
-    tr = _trainer(tiny_model_path, tmp_path, rollout_policy="teacher", teacher_skill_position="user_suffix")
-    with torch.no_grad():  # a teacher distinct from the student
-        for n, p in tr.model.named_parameters():
-            if ".teacher." in n and "lora_B" in n:
-                p.add_(0.3 * torch.randn_like(p))
-    teacher_calls = record_teacher_prompts(tr)
-    rows = first_batch(tr)
-    tr.model.train()
-    batch = tr._generate_and_score_completions([dict(r) for r in rows])
+    tr, rows, batch, teacher_calls = _acting_teacher_batch(tiny_model_path, tmp_path,
+                                                           teacher_skill_position="user_suffix")
 
     (teacher_prompts,) = teacher_calls
     assert [list(ids) for ids in tr._tokenize_prompts(teacher_prompts)[0]] == sampled
