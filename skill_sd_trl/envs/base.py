@@ -97,6 +97,9 @@ class EnvSpec:
         demonstrations: ``(count, seed, exclude_task_sets) -> list of rows`` for a supervised warm start: dataset
             rows (they reset the environment) plus ``answer``, the turn that solves them, drawn from tasks never
             in any split of the excluded task sets; ``None`` when the environment has no reference solutions.
+        scenario_of: ``task_id -> scenario``: the family of related tasks a task belongs to (the app world: its
+            template, the same task on other worlds), so that skills can be shared across a scenario's tasks
+            (``bank_scope: scenario``); ``None`` when every task is its own scenario.
     """
 
     name: str
@@ -110,6 +113,7 @@ class EnvSpec:
     summary_prompt: SummaryPrompt | None = None
     events: EventVocabulary | None = None
     demonstrations: Callable[[int, int, Sequence[int]], list[dict[str, Any]]] | None = None
+    scenario_of: Callable[[str], str] | None = None
 
     def dataset(self, split: str | None = None):
         """The rows of ``split`` (default: the training split)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from .client import AppWorldClient, AppWorldServerError
@@ -49,20 +50,68 @@ OFFLINE_SANDBOX_NOTE = ("- Imports are not available; `json`, `re`, `math`, `dat
 REAL_SANDBOX_NOTE = "- Standard-library modules such as `json`, `re` and `datetime` can be imported."
 
 
+#: The same protocol in far fewer tokens, followed by the signatures of the task's apps only (CPU recipes: every
+#: prompt token is paid per rollout, per turn, in sampling, in the student's pass and in the teacher's). The agent
+#: still has apis.api_docs for anything else.
+COMPACT_SYSTEM_PROMPT = """Act for {first_name} {last_name} ({email}, phone {phone_number}); now is {datetime}.
+Reply with one ```python block per turn; it runs in a persistent session, and what you print is shown to you. \
+No imports: json, re, math, datetime, Counter and defaultdict are defined.
+Passwords: apis.supervisor.show_account_passwords() -> [{{account_name, password}}]. Log in with \
+apis.<app>.login(username=<email; phone app: phone number>, password=...)["access_token"] and pass access_token to \
+that app's APIs. APIs that return lists also take page_index and page_limit (up to 20): fetch until a page comes \
+back shorter.
+End with apis.supervisor.complete_task(answer=...), giving an answer only when the task asks a question.
+APIs (? marks an optional parameter):
+{api_lines}"""
+PROMPT_STYLES = ("full", "compact")
+
+
+def api_lines(apps: Sequence[str]) -> str:
+    """One line per API of ``apps``: ``apis.<app>.<api>(params, optional ones with ?) -> keys of the result``. The
+    paging parameters and the supervisor's APIs are in the protocol's text instead."""
+    from .offline.apps import PAGE_PARAMS, REGISTRY
+
+    paging = {p.name for p in PAGE_PARAMS}
+    lines = []
+    for app in (a for a in apps if a != "supervisor"):
+        for name, spec in REGISTRY[app].items():
+            params = (["access_token"] if spec.needs_auth else []) + [
+                p.name if p.required else f"{p.name}?" for p in spec.params if p.name not in paging]
+            lines.append(f"apis.{app}.{name}({', '.join(params)}) -> {_result_keys(spec.returns)}")
+    return "\n".join(lines)
+
+
+def _result_keys(schema: Any) -> str:
+    """A response schema as the keys a model needs: ``[{contact_id, first_name, ...}]``."""
+    if isinstance(schema, list):
+        return f"[{_result_keys(schema[0])}]" if schema else "[]"
+    if isinstance(schema, dict):
+        return "{" + ", ".join(schema) + "}"
+    return str(schema)
+
+
 def build_prompt(instruction: str, supervisor: dict[str, Any], datetime: str,
-                 sandbox_note: str = OFFLINE_SANDBOX_NOTE) -> list[dict[str, str]]:
-    """The conversational prompt of one task (system: protocol; user: the instruction)."""
+                 sandbox_note: str = OFFLINE_SANDBOX_NOTE, style: str = "full",
+                 apps: Sequence[str] = ()) -> list[dict[str, str]]:
+    """The conversational prompt of one task (system: protocol; user: the instruction). ``style="compact"``
+    states the protocol briefly and lists the signatures of ``apps`` (the offline world's apps)."""
     missing = [k for k in ("first_name", "last_name", "email", "phone_number") if k not in supervisor]
     if missing:
         raise ValueError(f"supervisor is missing {missing}; expected the 'supervisor' object of the task specs")
-    system = SYSTEM_PROMPT.format(datetime=datetime, sandbox_note=sandbox_note,
-                                  **{k: supervisor[k] for k in ("first_name", "last_name", "email", "phone_number")})
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt_style={style!r}: choose one of {', '.join(PROMPT_STYLES)}")
+    person = {k: supervisor[k] for k in ("first_name", "last_name", "email", "phone_number")}
+    if style == "compact":
+        system = COMPACT_SYSTEM_PROMPT.format(datetime=datetime, api_lines=api_lines(apps), **person)
+    else:
+        system = SYSTEM_PROMPT.format(datetime=datetime, sandbox_note=sandbox_note, **person)
     return [{"role": "system", "content": system}, {"role": "user", "content": f"Task: {instruction}"}]
 
 
 def make_offline_appworld_dataset(split: str = "train", seed: int = 0, *,
                                   tasks_per_template: int = DEFAULT_TASKS_PER_TEMPLATE,
-                                  max_turns: int = DEFAULT_MAX_TURNS):
+                                  max_turns: int = DEFAULT_MAX_TURNS, prompt_style: str = "full",
+                                  templates: Sequence[str] | None = None):
     """The offline app-world tasks of ``split`` (``"train"`` or ``"dev"``) as a ``datasets.Dataset``.
 
     Every template contributes ``tasks_per_template`` tasks per split (3 by default: 72 tasks per split);
@@ -77,14 +126,17 @@ def make_offline_appworld_dataset(split: str = "train", seed: int = 0, *,
         raise ValueError(f"tasks_per_template must be >= 1, got {tasks_per_template}")
     if max_turns < 1:
         raise ValueError(f"max_turns must be >= 1, got {max_turns}")
-    rows: dict[str, list[Any]] = {"prompt": [], "task_id": [], "ground_truth": [], "env": [], "max_turns": []}
-    for task_id in task_ids(split, seed, tasks_per_template):
+    rows: dict[str, list[Any]] = {"prompt": [], "task_id": [], "ground_truth": [], "env": [], "max_turns": [],
+                                  "difficulty": []}
+    for task_id in task_ids(split, seed, tasks_per_template, templates):
         task = build_task(task_id)
-        rows["prompt"].append(build_prompt(task.instruction, task.supervisor, task.world.now.isoformat()))
+        rows["prompt"].append(build_prompt(task.instruction, task.supervisor, task.world.now.isoformat(),
+                                           style=prompt_style, apps=task.apps))
         rows["task_id"].append(task_id)
         rows["ground_truth"].append(task.solution)
         rows["env"].append("appworld_offline")
         rows["max_turns"].append(max_turns)
+        rows["difficulty"].append(task.difficulty)
     return Dataset.from_dict(rows)
 
 

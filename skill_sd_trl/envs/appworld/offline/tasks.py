@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -105,10 +105,15 @@ def build_task(task_id: str) -> OfflineTask:
                        difficulty=TEMPLATES[name].difficulty, apps=spec.apps)
 
 
-def task_ids(split: str, seed: int = 0, tasks_per_template: int = DEFAULT_TASKS_PER_TEMPLATE) -> list[str]:
+def task_ids(split: str, seed: int = 0, tasks_per_template: int = DEFAULT_TASKS_PER_TEMPLATE,
+             templates: Sequence[str] | None = None) -> list[str]:
+    """The ids of a split's tasks: ``tasks_per_template`` worlds of every template (or of ``templates`` only)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return [make_task_id(name, split, i, seed) for name in TEMPLATES for i in range(tasks_per_template)]
+    unknown = [t for t in templates or () if t not in TEMPLATES]
+    if unknown:
+        raise ValueError(f"templates: unknown {unknown}; known: {', '.join(TEMPLATES)}")
+    return [make_task_id(name, split, i, seed) for name in (templates or TEMPLATES) for i in range(tasks_per_template)]
 
 
 # --------------------------------------------------------------------------------------------------------------
