@@ -308,6 +308,7 @@ def test_aggregation_math_on_known_cells(tmp_path, tiny_model_path, capsys):
     ({"methods": {"grpo": {"model_name_or_path": "x"}}}, [], "methods.grpo.model_name_or_path: every method starts"),
     ({"methods": {"grpo": {"teacher_sync_mode": "sometimes"}}}, [], "methods.grpo: "),
     ({"eval_every": 0}, [], "eval_every: must be a positive integer"),
+    ({"eval": {"extra_splits": ["unseen"]}}, [], "eval.extra_splits: split='unseen': Sokoban's splits are train, test"),
     ({}, ["--cell", "grpo"], "--cell: expected METHOD:SEED"),
 ])
 def test_bad_configs_fail_with_one_line_naming_the_field(tmp_path, tiny_model_path, change, argv, field):
@@ -482,22 +483,25 @@ def test_evaluation_rows_say_how_the_episodes_ended(monkeypatch):
     train_eps = [_episode(True, [True], "solved"), _episode(True, [True, True], "solved")]
     calls = []
 
-    def fake_evaluate(name, split, model, max_samples, **kwargs):  # stands in for greedy episodes of a real model
+    def fake_evaluate(name, split, model, max_samples=None, **kwargs):  # stands in for greedy episodes of a model
         calls.append((split, max_samples, kwargs.get("skip_samples", 0)))
-        episodes = test_eps if split == "test" else train_eps
+        episodes = {"test": test_eps, "train": train_eps}.get(split, test_eps[:2])
         return evaluation.summarize(name, "sokoban", split, episodes)
 
     monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
     script = EnvArguments(env_name="sokoban", env_args={"preset": "tiny"}, max_train_samples=2, skip_train_samples=3)
     trainer = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=torch.nn.Linear(1, 1),
                               args=SimpleNamespace(max_completion_length=64), processing_class=None)
-    spec = {"eval": {"test_tasks": 4, "train_tasks": None, "batch_size": 4, "greedy": True, "temperature": 1.0},
+    spec = {"eval": {"test_tasks": 4, "train_tasks": None, "batch_size": 4, "greedy": True, "temperature": 1.0,
+                     "extra_splits": ["unseen"]},
             "eval_every": 5, "max_steps": 10}
     callback = cell.LearningCurveCallback(trainer, cell.curve_evaluator(trainer, script, spec["eval"]),
                                           spec["eval_every"], spec["max_steps"], cell_start=0.0)
     callback._evaluate(5)
     row = callback.evals[-1]
-    assert calls == [("test", 4, 0), ("train", 2, 3)]  # train Acc. on the tasks trained on: 2 after the first 3
+    # train Acc. on the tasks trained on (2 after the first 3); a further held-out split scored whole
+    assert calls == [("test", 4, 0), ("train", 2, 3), ("unseen", None, 0)]
+    assert (row["unseen_acc"], row["unseen_comp"], row["unseen_episodes"]) == (50.0, 50.0, 2)
     assert row["test_acc"] == 25.0 and row["train_acc"] == 100.0
     test_env, train_env = row["test_env"], row["train_env"]
     assert test_env["env/sokoban/acc"] == 0.25 and train_env["env/sokoban/acc"] == 1.0

@@ -59,8 +59,9 @@ def machine_info() -> dict[str, Any]:
 
 
 def curve_evaluator(trainer, script, settings: dict):
-    """``evaluate(step, model) -> (test, train or None)``: greedy episodes with the plain prompt on the held-out split
-    and on the tasks trained on (``settings``: the experiment's ``eval`` block)."""
+    """``evaluate(step, model) -> (test, train or None, {extra split: result})``: greedy episodes with the plain
+    prompt on the held-out split, on the tasks trained on, and on any further held-out splits (``settings``: the
+    experiment's ``eval`` block)."""
     from ..app.evaluation import evaluate
 
     env_spec = script.spec
@@ -79,7 +80,9 @@ def curve_evaluator(trainer, script, settings: dict):
         if train_tasks != 0:
             train = evaluate(f"step {step}", split=script.train_split or env_spec.train_split, model=model,
                              max_samples=train_tasks, skip_samples=script.skip_train_samples, **common)
-        return test, train
+        extras = {split: evaluate(f"step {step}", split=split, model=model, **common)
+                  for split in settings.get("extra_splits") or ()}
+        return test, train, extras
 
     return evaluate_at
 
@@ -87,7 +90,7 @@ def curve_evaluator(trainer, script, settings: dict):
 class LearningCurveCallback(TrainerCallback):
     """Greedy test (and train-task) evaluation at step 0 and every ``eval_every`` steps, timed apart from training.
 
-    ``evaluate(step, model) -> (test, train or None)`` plays the episodes (:func:`curve_evaluator`); ``base_eval``,
+    ``evaluate(step, model) -> (test, train or None, {split: result})`` plays the episodes (:func:`curve_evaluator`); ``base_eval``,
     when set, is the file where every cell of the same base model and tasks shares its step-0 evaluation.
     """
 
@@ -111,7 +114,7 @@ class LearningCurveCallback(TrainerCallback):
 
         start = time.perf_counter()
         with evaluation_mode(self.trainer) as model:
-            test, train = self.evaluate(step, model)
+            test, train, extras = self.evaluate(step, model)
         seconds = time.perf_counter() - start
         self.eval_seconds += seconds
         row = {"step": step, "test_acc": test.acc, "test_comp": test.comp, "test_reward": test.mean_reward,
@@ -123,6 +126,9 @@ class LearningCurveCallback(TrainerCallback):
                # names: what explains a change of Acc. (for example a lost answer format)
                "test_env": episode_metrics(test.episodes),
                "train_env": episode_metrics(train.episodes) if train else None}
+        for split, result in extras.items():
+            row.update({f"{split}_acc": result.acc, f"{split}_comp": result.comp,
+                        f"{split}_episodes": result.num_episodes})
         self.evals.append(row)
         print(f"[experiment] step {step}: test Acc. {test.acc:.1f} Comp. {test.comp:.1f}"
               + (f", train Acc. {train.acc:.1f}" if train else ""), flush=True)
@@ -217,7 +223,9 @@ def run_cell(cell_dir: str | os.PathLike) -> dict:
         "max_steps": spec["max_steps"], "eval_every": spec["eval_every"], "eval_settings": spec["eval"],
         "fingerprint": spec["fingerprint"],
         "evals": curve.evals, "steps": steps,
-        "final": {k: final[k] for k in ("step", "test_acc", "test_comp", "train_acc", "train_comp")},
+        "final": {k: final[k] for k in ("step", "test_acc", "test_comp", "train_acc", "train_comp",
+                                        *(f"{s}_{m}" for s in spec["eval"].get("extra_splits") or ()
+                                          for m in ("acc", "comp")))},
         "train_seconds": curve.train_seconds, "eval_seconds": curve.eval_seconds,
         "wall_seconds": time.perf_counter() - cell_start,
         "mean_step_seconds": sum(step_seconds) / len(step_seconds),

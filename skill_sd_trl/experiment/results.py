@@ -97,7 +97,9 @@ def summarize(exp: Experiment, cells: list[dict], methods: list[str]) -> dict:
         "base": {"n": len(base_evals),
                  **_ms("test_acc", [e["test_acc"] for e in base_evals]),
                  **_ms("test_comp", [e["test_comp"] for e in base_evals]),
-                 **_ms("train_acc", [e["train_acc"] for e in base_evals])},
+                 **_ms("train_acc", [e["train_acc"] for e in base_evals]),
+                 **{k: v for s in exp.eval.extra_splits for m in ("acc", "comp")
+                    for k, v in _ms(f"{s}_{m}", [e.get(f"{s}_{m}") for e in base_evals]).items()}},
         "methods": {},
     }
     for m, mine in by_method.items():
@@ -124,6 +126,8 @@ def summarize(exp: Experiment, cells: list[dict], methods: list[str]) -> dict:
             **_ms("test_comp", [f["test_comp"] for f in finals]),
             **_ms("train_acc", [f["train_acc"] for f in finals]),
             **_ms("delta_acc", deltas),
+            **{k: v for s in exp.eval.extra_splits for m in ("acc", "comp")
+               for k, v in _ms(f"{s}_{m}", [f.get(f"{s}_{m}") for f in finals]).items()},
             "steps_to_reference_final_acc": reach,
             "mean_step_seconds": step_mean, "mean_step_seconds_std": step_std,
             "peak_memory_mb": mem_mean, "peak_memory_mb_std": mem_std,
@@ -173,13 +177,16 @@ def _pm(mean, std) -> str:
 def format_table(exp: Experiment, summary: dict) -> str:
     """The paper-style Markdown table (percentages; ratios to the reference method)."""
     ref = summary["reference_method"] or exp.reference_method
+    extra = [f"{s}_{m}" for s in exp.eval.extra_splits for m in ("acc", "comp")]
     headers = ["method", "n", "test Acc.", "test Comp.", "Δ Acc. vs base", "train Acc.",
+               *(f"{k.rsplit('_', 1)[0]} {'Acc.' if k.endswith('acc') else 'Comp.'}" for k in extra),
                f"steps to {ref}'s final test Acc.", f"step time ×{ref}", f"peak memory ×{ref}"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * len(headers)) + "|"]
     b = summary["base"]
     lines.append("| " + " | ".join(["base model (step 0)", str(b["n"]), _pm(b["test_acc"], b["test_acc_std"]),
                                     _pm(b["test_comp"], b["test_comp_std"]), "–",
-                                    _pm(b["train_acc"], b["train_acc_std"]), "–", "–", "–"]) + " |")
+                                    _pm(b["train_acc"], b["train_acc_std"]),
+                                    *(_pm(b[k], b[f"{k}_std"]) for k in extra), "–", "–", "–"]) + " |")
     for m, s in summary["methods"].items():
         delta = "–" if s["delta_acc"] is None else f"{s['delta_acc']:+.1f}"
         reach = "–" if summary["reference_final_test_acc"] is None else (
@@ -188,7 +195,8 @@ def format_table(exp: Experiment, summary: dict) -> str:
         ratio = lambda r: "–" if r is None else f"{r:.2f}"  # noqa: E731
         lines.append("| " + " | ".join([m, str(s["n"]), _pm(s["test_acc"], s["test_acc_std"]),
                                         _pm(s["test_comp"], s["test_comp_std"]), delta,
-                                        _pm(s["train_acc"], s["train_acc_std"]), reach,
+                                        _pm(s["train_acc"], s["train_acc_std"]),
+                                        *(_pm(s[k], s[f"{k}_std"]) for k in extra), reach,
                                         ratio(s["step_time_ratio"]), ratio(s["peak_memory_ratio"])]) + " |")
     return "\n".join(lines)
 

@@ -34,7 +34,7 @@ DIAGNOSTICS_FILE = "diagnostics.png"
 # Experiment-level keys of the YAML file (anything else is a typo: fail with a suggestion).
 EXPERIMENT_KEYS = ("extends", "base_recipe", "overrides", "methods", "default_methods", "reference_method", "seeds",
                    "task_sets", "max_steps", "eval_every", "eval", "summarizer_wait", "output_dir")
-EVAL_KEYS = ("test_tasks", "train_tasks", "greedy", "temperature", "batch_size")
+EVAL_KEYS = ("test_tasks", "train_tasks", "extra_splits", "greedy", "temperature", "batch_size")
 #: Keys of earlier versions, and what replaced them (a one-line error says so).
 RENAMED_KEYS = {"level_seeds": "task_sets", "test_levels": "test_tasks", "train_levels": "train_tasks"}
 # Recipe fields the experiment itself sets per cell: a method or the shared overrides may not change them.
@@ -59,6 +59,7 @@ class EvalSettings:
     greedy: bool = True
     temperature: float = 1.0  # only when greedy is false
     batch_size: int | None = None  # None: the recipe's eval_batch_size
+    extra_splits: list[str] = field(default_factory=list)  # further held-out splits of the environment, scored whole
 
 
 @dataclass
@@ -240,7 +241,10 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         greedy=eval_raw.get("greedy", True),
         temperature=eval_raw.get("temperature", 1.0),
         batch_size=_positive_int(eval_raw.get("batch_size"), path, "eval.batch_size", allow_none=True),
+        extra_splits=eval_raw.get("extra_splits") or [],
     )
+    if not isinstance(settings.extra_splits, list) or not all(isinstance(s, str) for s in settings.extra_splits):
+        _fail(path, "eval.extra_splits", f"must be a list of split names, got {settings.extra_splits!r}")
     if not isinstance(settings.greedy, bool):
         _fail(path, "eval.greedy", f"must be true or false, got {settings.greedy!r}")
     if not isinstance(settings.temperature, (int, float)) or settings.temperature <= 0:
@@ -280,6 +284,11 @@ def _task_set_arg(exp: Experiment, path) -> str | None:
         _fail(path, "task_sets", f"environment {spec.name} has one task set (no task_set_arg); use task_sets: [0]")
     if arg is not None and arg in (recipe.get("env_args") or {}):
         _fail(path, f"overrides.env_args.{arg}", "is the task set, which the experiment sets per cell (task_sets)")
+    for split in exp.eval.extra_splits:
+        try:
+            spec.dataset(split)
+        except ValueError as e:
+            _fail(path, "eval.extra_splits", str(e))
     return arg
 
 
@@ -391,7 +400,8 @@ def _effective(fingerprint: dict[str, Any]) -> dict[str, Any]:
               if k not in _NO_EFFECT_ON_A_CELL and not (k in defaults and defaults[k] == v)}
     if env_args:
         recipe["env_args"] = env_args
-    evaluation = {RENAMED_KEYS.get(k, k): v for k, v in fingerprint.get("eval", {}).items()}
+    evaluation = {RENAMED_KEYS.get(k, k): v for k, v in fingerprint.get("eval", {}).items()
+                  if not (k == "extra_splits" and not v)}  # none: as before the option existed
     return {**fingerprint, "recipe": recipe, "eval": evaluation}
 
 

@@ -58,6 +58,8 @@ class WarmStart:
         seed: the demonstrations' and the SFT's seed (which tasks, data order, LoRA init).
         context_kinds: what the prompt of demonstration ``i`` holds besides the task, cycling through the tuple
             (``("none", "skill")``: every other one a skill); empty means plain prompts only. See the module docstring.
+        max_length: the SFT's token limit per demonstration (``None``: TRL's default, 1024); long prompts and answers
+            (the app world's code) need more, or the answer's end is cut off.
     """
 
     alias: str
@@ -75,6 +77,7 @@ class WarmStart:
     exclude_task_sets: tuple[int, ...] = tuple(range(10))
     seed: int = 0
     context_kinds: tuple[str, ...] = ()
+    max_length: int | None = None
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.context_kinds if k not in CONTEXT_KINDS]
@@ -94,8 +97,9 @@ class WarmStart:
     def key(self, base_path: str) -> str:
         """Fingerprint of the recipe, the procedure and the base folder (a re-converted base gets a new key)."""
         recipe = asdict(self)
-        if not self.context_kinds:  # a plain warm start's key does not depend on the contexts it does not use
-            del recipe["context_kinds"]
+        for name in ("context_kinds", "max_length"):  # unused options leave the keys of earlier warm starts as they were
+            if not recipe[name]:
+                del recipe[name]
         payload = json.dumps({"format": WARM_START_FORMAT, "recipe": recipe, "base": Path(base_path).name},
                              sort_keys=True, default=list)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
@@ -206,7 +210,7 @@ def build_warm_start(spec: WarmStart, base_path: str, out_dir: str | Path, progr
             output_dir=scratch, max_steps=spec.max_steps, per_device_train_batch_size=spec.batch_size,
             learning_rate=spec.learning_rate, lr_scheduler_type="constant", seed=spec.seed, data_seed=spec.seed,
             use_cpu=not torch.cuda.is_available(), bf16=False, report_to=[], save_strategy="no", logging_steps=1,
-            disable_tqdm=not progress,
+            disable_tqdm=not progress, **({"max_length": spec.max_length} if spec.max_length else {}),
         )
         peft_config = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
                                  target_modules=list(spec.lora_target_modules), task_type="CAUSAL_LM")
