@@ -139,7 +139,7 @@ def test_tasks_and_databases_are_deterministic(tmp_path):
 def test_offline_dataset_columns_and_stability():
     train = make_offline_appworld_dataset("train")
     dev = make_offline_appworld_dataset("dev", tasks_per_template=1, max_turns=12)
-    assert train.column_names == ["prompt", "task_id", "ground_truth", "env", "max_turns"]
+    assert train.column_names == ["prompt", "task_id", "ground_truth", "env", "max_turns", "difficulty"]
     assert len(train) == 3 * len(TEMPLATES) and len(dev) == len(TEMPLATES)
     assert train["task_id"] == make_offline_appworld_dataset("train")["task_id"]
     assert not set(train["task_id"]) & set(dev["task_id"])
@@ -394,3 +394,75 @@ def test_api_behaviour_seen_by_the_agent(server):
     apps = client.execute("print([a['name'] for a in apis.api_docs.show_app_descriptions()])")
     assert apps.strip() == str(["api_docs", "supervisor", "file_system", "phone", "payments", "notes", "email"])
     client.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the CPU setting: compact prompt, held-out templates, warm-start demonstrations
+# ---------------------------------------------------------------------------------------------------------------
+def _world_key(task_id: str) -> tuple:
+    """What makes a world: its user, clock and every table's rows."""
+    import json
+
+    world = build_task(task_id).world
+    return (world.user.email, world.now.isoformat(), json.dumps(world.tables, sort_keys=True, default=str))
+
+
+def test_warm_start_demonstrations_never_use_a_world_of_an_rl_task():
+    from skill_sd_trl.envs.appworld.environment import DEMONSTRATION_SEED_BASE
+    from skill_sd_trl.envs.appworld.offline.tasks import task_ids
+    from skill_sd_trl.envs.registry import load_environment
+
+    spec = load_environment("appworld_offline", {"prompt_style": "compact", "held_out_templates": 8})
+    rows = spec.demonstrations(32, 0, range(10))
+    assert len({r["task_id"] for r in rows}) == 32
+    assert all(r["task_id"].endswith(f"-s{DEMONSTRATION_SEED_BASE}") for r in rows)
+    trained = set(spec.dataset("train")["task_id"])
+    assert {r["task_id"].split("-")[0] for r in rows} == {t.split("-")[0] for t in trained}  # only trained templates
+    rl_worlds = {_world_key(t) for seed in range(10) for split in ("train", "dev") for t in task_ids(split, seed, 1)}
+    assert not {_world_key(r["task_id"]) for r in rows} & rl_worlds
+    assert rows[0]["answer"] == f"```python\n{rows[0]['ground_truth'].strip()}\n```"
+    assert spec.demonstrations(32, 0, range(10)) == rows and spec.demonstrations(32, 1, range(10)) != rows
+    with pytest.raises(ValueError, match="exclude_task_sets: task sets from 10000 up are demonstration worlds"):
+        spec.demonstrations(2, 0, [10_000])
+
+
+def test_held_out_templates_split_the_templates_the_same_way_for_every_seed():
+    from skill_sd_trl.envs.appworld.environment import template_split
+    from skill_sd_trl.envs.appworld.offline.tasks import TEMPLATES
+    from skill_sd_trl.envs.registry import load_environment
+
+    trained, unseen = template_split(8)
+    assert len(unseen) == 8 and set(trained) | set(unseen) == set(TEMPLATES) and not set(trained) & set(unseen)
+    assert {TEMPLATES[t].difficulty for t in unseen} == {1, 2, 3}  # every difficulty is represented
+    for seed in (0, 1):
+        spec = load_environment("appworld_offline", {"seed": seed, "held_out_templates": 8, "tasks_per_template": 1})
+        splits = {s: {t.split("-")[0] for t in spec.dataset(s)["task_id"]} for s in ("train", "dev", "unseen")}
+        assert splits["train"] == splits["dev"] == set(trained) and splits["unseen"] == set(unseen)
+        assert all(t.split("-")[1] == "dev" for t in spec.dataset("unseen")["task_id"])  # dev worlds
+    with pytest.raises(ValueError, match="split='unseen'"):
+        load_environment("appworld_offline", {}).dataset("unseen")  # no template is held out
+
+
+def test_compact_sessions_predefine_the_helpers_and_the_short_reference_solutions_solve_the_tasks():
+    from skill_sd_trl.envs.registry import load_environment
+
+    spec = load_environment("appworld_offline", {"prompt_style": "compact", "tasks_per_template": 1})
+    rows = list(spec.dataset("dev"))[::3]  # 8 templates of every difficulty
+    system = rows[0]["prompt"][0]["content"]
+    assert "fetch_all(api, **params)" in system and "apis.api_docs" not in system
+    env = spec.make_env()
+    try:
+        for row in rows:
+            assert "def fetch_all" not in row["ground_truth"]  # the session defines it
+            env.reset(row)
+            env.step(f"```python\n{row['ground_truth']}\n```")
+            assert env.score().success, row["task_id"]
+        env.reset(rows[0])  # the full style's session has no helpers: the short solution fails there
+    finally:
+        env.close()
+    full = load_environment("appworld_offline", {"tasks_per_template": 1}).make_env()
+    try:
+        full.reset(rows[0])
+        assert "NameError" in full.step(f"```python\n{rows[0]['ground_truth']}\n```").observation
+    finally:
+        full.close()

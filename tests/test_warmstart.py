@@ -116,8 +116,8 @@ def test_context_demonstrations_show_the_teacher_what_rl_shows_it(tiny_model_pat
 
 
 def test_an_environment_without_demonstrations_cannot_be_warm_started(tiny_model_path):
-    spec = _spec(tiny_model_path, env="appworld_offline", env_args={})
-    with pytest.raises(ValueError, match="environment 'appworld_offline' has no demonstrations"):
+    spec = _spec(tiny_model_path, env="appworld", env_args={})  # the real AppWorld: no reference solutions here
+    with pytest.raises(ValueError, match="environment 'appworld' has no demonstrations"):
         demonstration_rows(spec)
 
 

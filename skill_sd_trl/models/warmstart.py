@@ -111,6 +111,12 @@ WARM_STARTS: dict[str, WarmStart] = {
     # the plain half is seen as often as the plain base's demonstrations are.
     "smollm2-135m-sokoban-base-ctx": WarmStart(alias="smollm2-135m-sokoban-base-ctx", base="smollm2-135m-instruct",
                                                max_steps=24, context_kinds=("none", "skill", "none", "ground_truth")),
+    # The offline app world (compact prompt, 8 of 24 templates held out): reference solutions of the 16 trained
+    # templates, each on a world of its own (never an RL train or dev world), as one code turn.
+    "smollm2-135m-appworld-base": WarmStart(alias="smollm2-135m-appworld-base", base="smollm2-135m-instruct",
+                                            env="appworld_offline",
+                                            env_args={"prompt_style": "compact", "held_out_templates": 8},
+                                            num_demonstrations=64, max_steps=16, batch_size=4, max_length=1280),
 }
 
 

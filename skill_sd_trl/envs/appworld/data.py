@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .client import AppWorldClient, AppWorldServerError
-from .offline.tasks import DEFAULT_TASKS_PER_TEMPLATE, SPLITS, build_task, task_ids
+from .offline.tasks import DEFAULT_TASKS_PER_TEMPLATE, SPLITS, build_task, task_ids, without_preamble
 
 DEFAULT_MAX_TURNS = 40
 REAL_SPLITS = ("train", "dev", "test_normal", "test_challenge")
@@ -55,11 +55,10 @@ REAL_SANDBOX_NOTE = "- Standard-library modules such as `json`, `re` and `dateti
 #: still has apis.api_docs for anything else.
 COMPACT_SYSTEM_PROMPT = """Act for {first_name} {last_name} ({email}, phone {phone_number}); now is {datetime}.
 Reply with one ```python block per turn; it runs in a persistent session, and what you print is shown to you. \
-No imports: json, re, math, datetime, Counter and defaultdict are defined.
-Passwords: apis.supervisor.show_account_passwords() -> [{{account_name, password}}]. Log in with \
-apis.<app>.login(username=<email; phone app: phone number>, password=...)["access_token"] and pass access_token to \
-that app's APIs. APIs that return lists also take page_index and page_limit (up to 20): fetch until a page comes \
-back shorter.
+No imports: json, re, math, datetime, Counter and defaultdict are defined, and so are passwords (app name -> \
+password), me (your profile: email, phone_number, ...) and fetch_all(api, **params) (every page of a list API). \
+Log in with apis.<app>.login(username=<me["email"]; phone app: me["phone_number"]>, password=passwords[<app>])\
+["access_token"] and pass access_token= to that app's APIs.
 End with apis.supervisor.complete_task(answer=...), giving an answer only when the task asks a question.
 APIs (? marks an optional parameter):
 {api_lines}"""
@@ -133,7 +132,8 @@ def make_offline_appworld_dataset(split: str = "train", seed: int = 0, *,
         rows["prompt"].append(build_prompt(task.instruction, task.supervisor, task.world.now.isoformat(),
                                            style=prompt_style, apps=task.apps))
         rows["task_id"].append(task_id)
-        rows["ground_truth"].append(task.solution)
+        # the reference solution as it runs in this style's session (compact: its helpers already defined)
+        rows["ground_truth"].append(without_preamble(task.solution) if prompt_style == "compact" else task.solution)
         rows["env"].append("appworld_offline")
         rows["max_turns"].append(max_turns)
         rows["difficulty"].append(task.difficulty)

@@ -14,7 +14,15 @@ from ..base import EnvSpec
 from . import summary
 from .data import PROMPT_STYLES, REAL_SPLITS, build_prompt, make_appworld_dataset, make_offline_appworld_dataset
 from .env import AppWorldEnv, OfflineAppWorldEnv
-from .offline.tasks import DEFAULT_TASKS_PER_TEMPLATE, SPLITS, TEMPLATES, build_task, make_task_id, parse_task_id
+from .offline.tasks import (
+    DEFAULT_TASKS_PER_TEMPLATE,
+    SPLITS,
+    TEMPLATES,
+    build_task,
+    make_task_id,
+    parse_task_id,
+    without_preamble,
+)
 
 #: Demonstration worlds are drawn from this seed family up, far from any task set an RL recipe uses (seeds 0, 1, ...).
 DEMONSTRATION_SEED_BASE = 10_000
@@ -30,7 +38,8 @@ def load_offline_environment(seed: int = 0, tasks_per_template: int = DEFAULT_TA
         seed: the task set: a family of worlds (train and dev tasks of one seed are drawn on different worlds).
         tasks_per_template: tasks per template and split (3: 72 train and 72 dev tasks).
         prompt_style: ``full`` (the whole protocol, APIs discovered through apis.api_docs) or ``compact`` (a short
-            protocol and the signatures of the task's apps).
+            protocol and the signatures of the task's apps; the session starts with ``passwords``, ``me`` and
+            ``fetch_all`` defined, so solutions are shorter: a CPU-scale simplification, offline only).
         held_out_templates: this many templates (a fixed choice, the same for every seed) are never trained on: the
             ``train`` and ``dev`` splits hold the others, and the split ``unseen`` holds their dev tasks (skills that
             transfer across scenarios show there).
@@ -48,7 +57,8 @@ def load_offline_environment(seed: int = 0, tasks_per_template: int = DEFAULT_TA
     return EnvSpec(
         name="appworld_offline",
         make_dataset=partial(_offline_dataset, seed, tasks_per_template, prompt_style, trained, unseen),
-        make_env=partial(OfflineAppWorldEnv, max_observation_chars=max_observation_chars),
+        make_env=partial(OfflineAppWorldEnv, max_observation_chars=max_observation_chars,
+                         init_kwargs={"helpers": True} if prompt_style == "compact" else None),
         train_split="train", eval_split="dev", max_turns=40, max_new_tokens_per_turn=256, task_set_arg="seed",
         summary_prompt=summary.SUMMARY_PROMPT, events=summary.EVENTS,
         demonstrations=partial(demonstrations, prompt_style, trained), scenario_of=scenario_of,
@@ -94,10 +104,11 @@ def demonstrations(prompt_style: str, templates: tuple[str, ...], count: int, se
         name = templates[i % len(templates)]
         task_id = make_task_id(name, "train", i // len(templates), DEMONSTRATION_SEED_BASE + seed)
         task = build_task(task_id)
+        code = without_preamble(task.solution) if prompt_style == "compact" else task.solution
         rows.append({"prompt": build_prompt(task.instruction, task.supervisor, task.world.now.isoformat(),
                                             style=prompt_style, apps=task.apps),
-                     "task_id": task_id, "ground_truth": task.solution, "difficulty": task.difficulty,
-                     "answer": f"```python\n{task.solution.strip()}\n```"})
+                     "task_id": task_id, "ground_truth": code, "difficulty": task.difficulty,
+                     "answer": f"```python\n{code.strip()}\n```"})
     return rows
 
 

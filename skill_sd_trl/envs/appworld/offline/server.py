@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, urlparse
 from .apps import REGISTRY, ApiContext, ApiError, call_api
 from .checks import load_answer, results_to_report
 from .sandbox import SandboxLimits, SandboxSession, reply_error, reply_ok
-from .tasks import DEFAULT_TASKS_PER_TEMPLATE, OfflineTask, build_task, evaluate_task, task_ids
+from .tasks import DEFAULT_TASKS_PER_TEMPLATE, PREAMBLE, OfflineTask, build_task, evaluate_task, task_ids
 from .world import create_database, iso, snapshot
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -154,6 +154,8 @@ class EpisodeManager:
         except ValueError as error:
             raise HttpError(404, str(error)) from None
         episode = Episode(task, self.limits, self.workdir)
+        if body.get("helpers"):  # the compact prompt's predefined names (offline only; the real server drops it)
+            episode.execute(PREAMBLE)
         evicted: list[Episode] = []
         with self.lock:
             old = self.episodes.pop(key, None)
