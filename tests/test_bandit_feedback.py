@@ -8,6 +8,7 @@ batch, so a reward credited to the wrong task, or in the wrong order, cannot go 
 
 import math
 
+import pytest
 from datasets import Dataset
 
 from skill_sd_trl import SkillSDTrainer
@@ -160,3 +161,58 @@ def test_skill_bank_statistics_match_hand_computed_ucb(tiny_model_path, tmp_path
     stats = bank.stats()
     assert stats["selections"] == 9 and stats["outcomes"] == 9
     assert stats["unknown_outcomes"] == 0 and stats["nonfinite_rewards"] == 0
+
+
+def test_scenario_bank_shares_skills_and_statistics_between_sibling_tasks(tiny_model_path, tmp_path):
+    """task-a and task-b form one scenario, task-c its own. Only task-a and task-c have skills (written about them);
+    task-b is conditioned on task-a's from the first step, and the UCB statistics of scenario "ab" are those of both
+    tasks' rollouts: replayed here by hand from the observed selection order and the rewards each task's rows got."""
+    scenarios = {"task-a": "ab", "task-b": "ab", "task-c": "c"}
+    bank = SkillBank(ucb_c=1.0, scope="scenario", key=scenarios.__getitem__)
+    for t in ("task-a", "task-c"):
+        for k in range(2):
+            assert bank.add(Skill(f"success {t} {k}", f"mistake {t} {k}", f"workflow {t} {k}", task_id=t))
+    ids = {s: [e.skill.skill_id for e in bank.entries(bank_key=s)] for s in ("ab", "c")}
+    assert ids == {"ab": ["task-a#0", "task-a#1"], "c": ["task-c#2", "task-c#3"]}
+    selected = []
+    real_select = bank.select
+
+    def spy(task_id, example=None):
+        choice = real_select(task_id, example)
+        selected.append((task_id, choice.skill_id if choice else None))
+        return choice
+
+    bank.select = spy
+    events = []
+    tr = _trainer(tiny_model_path, tmp_path, bank, events, max_steps=3)
+    tr.train()
+
+    own = [_own_rewards(e) for e in events if e[0] == "rewards"]
+    assert len(own) == 3 and len(selected) == 9
+    assert all(skill is not None for _, skill in selected)  # task-b included, from step 1
+    # Hand UCB1 per scenario: untried skills first (oldest first), else mean + sqrt(ln N / n), ties to the older;
+    # a batch's selections come before its rewards, so two siblings in one batch see each other's selection.
+    stats = {s: {i: [0, 0.0, 0] for i in ids[s]} for s in ids}  # skill -> [n, reward sum, reward count]
+    for step in range(3):
+        batch = selected[3 * step: 3 * step + 3]
+        assert sorted(t for t, _ in batch) == sorted(TASKS)
+        for task, skill in batch:
+            per = stats[scenarios[task]]
+            total = sum(v[0] for v in per.values())
+
+            def score(i, per=per, total=total):
+                n, rsum, rcount = per[i]
+                return math.inf if n == 0 else (rsum / rcount if rcount else 0.0) + math.sqrt(math.log(total) / n)
+
+            assert skill == max(per, key=score), (step, task)
+            per[skill][0] += 1
+        for task, skill in batch:
+            per = stats[scenarios[task]][skill]
+            per[1] += math.fsum(own[step][task])
+            per[2] += len(own[step][task])
+    for s in ids:
+        for e in bank.entries(bank_key=s):
+            n, rsum, rcount = stats[s][e.skill.skill_id]
+            assert (e.selections, e.reward_count) == (n, rcount) and e.reward_sum == pytest.approx(rsum, abs=1e-9)
+    assert sum(stats["ab"][i][0] for i in ids["ab"]) == 6 and sum(stats["c"][i][0] for i in ids["c"]) == 3
+    assert bank.stats()["cross_task_selections"] == 3  # task-b, every step
