@@ -11,6 +11,7 @@ REWARDS = ("env", "success", "completion")
 SKILL_SOURCES = ("bank", "column", "none")
 SUMMARIZERS = ("experience", "transformers", "openai")
 SKILL_GRANULARITIES = ("trajectory", "group")
+BANK_SCOPES = ("task", "scenario")
 
 
 @dataclass
@@ -65,9 +66,26 @@ class SkillSDScriptArguments(EnvArguments):
                           "per task per step over the whole group).", "choices": list(SKILL_GRANULARITIES)},
     )
     bank_strategy: str = field(default="ucb", metadata={"help": "Skill retrieval: ucb, latest or best."})
-    bank_capacity: int = field(default=8, metadata={"help": "Skills kept per task."})
+    bank_scope: str = field(
+        default="task",
+        metadata={"help": "Which tasks share skills. task (the paper's): every task has its own skills, UCB1 scores "
+                          "them per task, and a task has none until one of its own episodes is summarized. scenario: "
+                          "skills are stored, retrieved and scored per scenario, a family of related tasks the "
+                          "environment names (EnvSpec.scenario_of; the offline app world: a task's template), so a "
+                          "skill written about one task conditions the teacher on its siblings and on tasks new to "
+                          "the run; bank_capacity and de-duplication then count per scenario. Needs an environment "
+                          "with scenarios (appworld_offline; not sokoban). Skills written about one task can carry "
+                          "its world's names and answers: docs/skills.md, Bank scope.",
+                  "choices": list(BANK_SCOPES)},
+    )
+    bank_capacity: int = field(default=8, metadata={"help": "Skills kept per task (per scenario with bank_scope: "
+                                                            "scenario)."})
     ucb_c: float = field(default=1.0, metadata={"help": "UCB1 exploration constant c."})
-    bank_path: str | None = field(default=None, metadata={"help": "A skill bank JSON to start from."})
+    bank_path: str | None = field(
+        default=None,
+        metadata={"help": "A skill bank JSON to start from (its own capacity, strategy and ucb_c apply; it must have "
+                          "been saved with the same bank_scope)."},
+    )
     rollout_kv_cache: bool = field(
         default=True,
         metadata={"help": "With transformers generation (no vLLM): keep each episode's KV cache between turns and encode "
@@ -92,9 +110,12 @@ class SkillSDScriptArguments(EnvArguments):
         super().__post_init__()
         for name, choices in (("reward", REWARDS), ("skill_source", SKILL_SOURCES),
                               ("summarizer", SUMMARIZERS), ("skill_granularity", SKILL_GRANULARITIES),
-                              ("bank_strategy", ("ucb", "latest", "best"))):
+                              ("bank_strategy", ("ucb", "latest", "best")), ("bank_scope", BANK_SCOPES)):
             value = getattr(self, name)
             if value not in choices:
                 raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(map(repr, choices))}.")
+        if self.bank_scope == "scenario" and self.spec.scenario_of is None:
+            raise ValueError(f"bank_scope='scenario' needs an environment that groups its tasks into scenarios "
+                             f"(EnvSpec.scenario_of); {self.spec.name} has none: use bank_scope: task.")
         if self.summarizer == "openai" and not (self.summarizer_base_url and self.summarizer_model):
             raise ValueError("summarizer='openai' needs summarizer_base_url and summarizer_model.")

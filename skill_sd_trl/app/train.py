@@ -51,7 +51,7 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
 
     bank = None
     if script.skill_source == "bank":
-        bank = _make_bank(script)
+        bank = _make_bank(script, args.resume_from_checkpoint, args.output_dir)
         provider = bank
     elif script.skill_source == "column":
         provider = ColumnSkillProvider(args.skill_column)
@@ -187,14 +187,43 @@ def _model_path(script: SkillSDScriptArguments, model_args, output_dir: str) -> 
     return path
 
 
-def _make_bank(script: SkillSDScriptArguments):
-    from ..skills.bank import SkillBank
+def _make_bank(script: SkillSDScriptArguments, resume_from_checkpoint=None, output_dir: str | None = None):
+    """The recipe's skill bank: empty, or ``bank_path``'s; keyed per task, or per scenario (``bank_scope``) by the
+    environment's ``scenario_of``. A bank file, or the bank of the checkpoint to resume, saved with another scope is a
+    one-line error here, before the model loads."""
+    from ..skills.bank import SkillBank, bank_scope_of, read_bank_file
 
+    scope = script.bank_scope
+    key = script.spec.scenario_of if scope == "scenario" else None  # checked non-None when the recipe was parsed
+
+    def saved_bank(path: str, what: str) -> dict:
+        try:
+            data = read_bank_file(path)
+        except ValueError as exc:  # not a bank file: one line, not a traceback
+            raise RecipeError(f"{what}: {' '.join(str(exc).split())}") from None
+        saved = bank_scope_of(data)
+        if saved != scope:
+            raise RecipeError(f"{what} holds a skill bank keyed per {saved} (bank_scope: {saved}), but this recipe has "
+                              f"bank_scope={scope!r}: set bank_scope: {saved}, or start from an empty bank.")
+        return data
+
+    checkpoint = resume_from_checkpoint  # the folder to resume from; true: the latest in output_dir
+    if checkpoint is True or str(checkpoint).lower() == "true":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoint = get_last_checkpoint(output_dir) if output_dir and os.path.isdir(output_dir) else None
+    if checkpoint and str(checkpoint).lower() != "false" and os.path.isfile(os.path.join(checkpoint, BANK_FILE)):
+        saved_bank(os.path.join(checkpoint, BANK_FILE), f"resume_from_checkpoint={checkpoint!r}")
     if script.bank_path:
         if not os.path.exists(script.bank_path):
             raise RecipeError(f"bank_path={script.bank_path!r} does not exist; drop it to start from an empty bank.")
-        return SkillBank.load(script.bank_path)
-    return SkillBank(capacity_per_task=script.bank_capacity, strategy=script.bank_strategy, ucb_c=script.ucb_c)
+        data = saved_bank(script.bank_path, f"bank_path={script.bank_path!r}")
+        try:
+            return SkillBank.from_dict(data, key=key)
+        except ValueError as exc:
+            raise RecipeError(f"bank_path={script.bank_path!r}: {' '.join(str(exc).split())}") from None
+    return SkillBank(capacity_per_task=script.bank_capacity, strategy=script.bank_strategy, ucb_c=script.ucb_c,
+                     scope=scope, key=key)
 
 
 def _make_summarizer(script: SkillSDScriptArguments, student_path: str):
