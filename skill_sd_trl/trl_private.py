@@ -66,9 +66,14 @@ _SCORE = f"{_G}._generate_and_score_completions"
 CONTRACT: tuple[Private, ...] = (
     # -- hooks SkillSDTrainer overrides -------------------------------------------------------------------------------
     Private(f"{_G}.__init__", "override",
-            "extended (skill provider, teacher); the parent patches the student with a fused LM head",
+            "extended (skill provider, teacher); the parent patches the student with a fused LM head. The dense "
+            "estimator's logits pass scales by args.temperature as that head does, and keeps the entropy's gradient "
+            "exactly when the parent's entropy bonus is on (read from args)",
             params=("self", "model", "reward_funcs", "args"),
-            contains=("add_fused_lm_head(", 'outputs=("log_probs", "entropy")')),
+            contains=("add_fused_lm_head(", 'outputs=("log_probs", "entropy")', "temperature=self.temperature",
+                      "self.temperature = args.temperature", "self.entropy_coef = args.entropy_coef",
+                      "self.use_adaptive_entropy = args.use_adaptive_entropy",
+                      "self._entropy_bonus_enabled = self.entropy_coef != 0.0 or self.use_adaptive_entropy")),
     Private(_SCORE, "override", "teacher scoring of the parent's batch, bandit feedback",
             params=("self", "inputs"),
             contains=("self._generate(prompts)",
@@ -99,11 +104,15 @@ CONTRACT: tuple[Private, ...] = (
                                                                        "num_items_in_batch"),
             contains=("self._compute_loss(model, inputs)",)),
     Private(f"{_G}._compute_loss", "parent",
-            "called by the parent's compute_loss; its one student pass is the log-probs L_SDL reuses; its "
-            "normalizers are the ones L_SDL copies (sdl_normalizer)",
+            "called by the parent's compute_loss; its one student pass is the log-probs L_SDL reuses (for the dense "
+            "estimator, a logits pass over prompt + completion whose last logits_to_keep positions are the "
+            "completion's); its normalizers are the ones L_SDL copies (sdl_normalizer)",
             params=("self", "model", "inputs"),
             once=("self._get_per_token_logps_and_entropies(",),
-            contains=('elif self.loss_type in ["cispo", "dapo", "vespo"]:',
+            contains=("input_ids = torch.cat([prompt_ids, completion_ids], dim=1)",
+                      "logits_to_keep = completion_ids.size(1)", "compute_entropy=True",
+                      "loss = loss - apply_coef * entropy_loss",
+                      'elif self.loss_type in ["cispo", "dapo", "vespo"]:',
                       'normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes',
                       ("normalizer = normalizer * self.current_gradient_accumulation_steps / "
                        "self.args.steps_per_generation"),
@@ -173,9 +182,16 @@ CONTRACT: tuple[Private, ...] = (
             source="transformers.Trainer.__init__", contains=("self.model_wrapped = model",)),
     # -- TRL helpers ---------------------------------------------------------------------------------------------------
     Private("trl.trainer.utils.add_fused_lm_head", "helper",
-            "the student's forward(fused_lm_head=True) gives log-probs; a frozen full copy needs its own patch",
+            "the student's forward(fused_lm_head=True) gives log-probs (0 where no label); without the flag, the "
+            "model's own forward (logits: the dense estimator); a frozen full copy needs its own patch",
             params=("model", "temperature", "cast_lm_head_to_fp32"),
-            contains=("fused_lm_head=False", "model.forward = types.MethodType(_fused_forward, model)")),
+            contains=("fused_lm_head=False", "return original_forward(*args, **kwargs)",
+                      "model.forward = types.MethodType(_fused_forward, model)", ".masked_fill(~mask, 0)",
+                      "x.new_zeros(mask.shape).masked_scatter(mask, x)")),
+    Private("trl.trainer.utils.split_tensor_dict", "parent",
+            "a generation batch is cut into equal micro-batches, so sdl_reduction='sequence_sum' divides by rows · GA "
+            "for every loss type (sdl_normalizer)", params=("tensor_dict", "num_chunks"),
+            contains=("chunk_size = first_tensor.shape[0] // num_chunks",)),
     Private("trl.trainer.utils.FusedCausalLMOutput", "helper", "what a fused forward returns",
             contains=("log_probs:", "entropy:")),
     Private("trl.trainer.utils.pad", "helper", "teacher prompts left-padded as the parent pads",
@@ -384,10 +400,20 @@ def refresh_fused_lm_head(module, temperature: float, cast_lm_head_to_fp32: bool
 GLOBAL_TOKEN_LOSSES = ("dapo", "cispo", "vespo")
 
 
-def sdl_normalizer(trainer, inputs: dict, token_count: torch.Tensor, mode: str):
-    """What L_SDL's token sum is divided by: the parent's own normalizer for the global-token losses, else the
-    micro-batch's token count; either way scaled for gradient accumulation as ``_compute_loss`` scales its loss."""
+def sdl_normalizer(trainer, inputs: dict, token_count: torch.Tensor, mode: str, sequences: int | None = None):
+    """What L_SDL's sum over action tokens is divided by, scaled for gradient accumulation as ``_compute_loss`` scales
+    its loss.
+
+    ``token_mean`` (``sequences`` None): the parent's own normalizer for the global-token losses (the generation
+    batch's action tokens over all processes, brought to one accumulation window), else the micro-batch's token count.
+    ``sequence_sum`` (``sequences``: the micro-batch's row count): that count times the accumulation steps, for every
+    loss type. It is the global one too: the parent's global normalizer, counted in sequences, is the generation
+    batch's rows over all processes (rows · steps_per_generation · num_processes), divided by num_processes and by
+    steps_per_generation / GA, i.e. rows · GA, since ``split_tensor_dict`` cuts a generation batch into equal parts.
+    """
     accumulation = trainer.current_gradient_accumulation_steps if mode == "train" else 1.0
+    if sequences is not None:
+        return float(max(sequences, 1)) * accumulation
     if trainer.loss_type in GLOBAL_TOKEN_LOSSES:
         normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / trainer.accelerator.num_processes
         if mode == "train":

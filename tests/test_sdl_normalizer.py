@@ -15,7 +15,12 @@ optimizer step, N = `num_items_in_batch`, the active-token count of the whole ge
 
 The project's choice for L_SDL (docs/method.md, "A separate, unclipped term"): the parent's normalizer for the three
 global-token losses; for every other loss type a token mean per micro-batch divided by GA (bnpo's normalization:
-L_SDL is "a mean over action tokens", whatever sequence weighting the policy loss uses).
+L_SDL is "a mean over action tokens", whatever sequence weighting the policy loss uses). That is
+`sdl_reduction="token_mean"`, the default.
+
+`sdl_reduction="sequence_sum"` keeps the same numerator and divides by sequences instead of tokens: the micro-batch's
+row count times GA, for every loss type (for the global-token losses this *is* the parent's global count of the window,
+counted in sequences, since every micro-batch of a generation batch holds the same number of rows).
 """
 
 import math
@@ -98,9 +103,10 @@ def spg4_trainer(tiny_model_path, tmp_path_factory):
     return tr
 
 
-def _use(tr, loss_type, training=True):
+def _use(tr, loss_type, training=True, reduction="token_mean"):
     tr.loss_type = loss_type
     tr.args.loss_type = loss_type
+    tr.args.sdl_reduction = reduction
     tr.model.train(training)
     tr.current_gradient_accumulation_steps = tr.args.gradient_accumulation_steps
 
@@ -196,3 +202,107 @@ def test_eval_mode_is_neither_split_nor_accumulated(window_trainer, loss_type):
         assert got == pytest.approx(sums[0] / counts[0], rel=1e-12)  # a plain token mean of the eval batch
     finally:
         tr.model.train()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# sdl_reduction="sequence_sum": per-trajectory sums, a mean over trajectories
+# ---------------------------------------------------------------------------------------------------------------------
+ROWS = 2  # sequences per micro-batch in MASKS
+
+
+def _row_sums(k):
+    """Each sequence's sum of per-token values over its action tokens, micro-batch ``k``."""
+    return [math.fsum(_per_token(STUDENT[k][i][j], OLD[k][i][j], TEACHER[k][i][j]) for j in range(4) if MASKS[k][i][j])
+            for i in range(ROWS)]
+
+
+@pytest.mark.parametrize("loss_type", ALL_LOSSES)
+def test_sequence_sum_is_the_mean_over_the_windows_sequences_of_their_sums(window_trainer, loss_type):
+    tr = window_trainer
+    _use(tr, loss_type, reduction="sequence_sum")
+    _, counts = _sums_and_counts()
+    num_items = sum(counts)
+    contributions = [tr._sdl_loss(_student(k), _inputs(k, num_items)).item() for k in range(2)]
+    sequences = _row_sums(0) + _row_sums(1)  # the window's 4 trajectories
+    assert sum(contributions) == pytest.approx(math.fsum(sequences) / 4, rel=1e-12)
+    for k in range(2):  # each micro-batch: its sequences' sums / (rows · GA), whatever the loss type
+        assert contributions[k] == pytest.approx(math.fsum(_row_sums(k)) / (ROWS * 2), rel=1e-12)
+    # and it differs from the token mean on these unequal lengths (the test can tell them apart)
+    _use(tr, loss_type)
+    token = sum(tr._sdl_loss(_student(k), _inputs(k, num_items)).item() for k in range(2))
+    assert token != pytest.approx(sum(contributions), rel=1e-3)
+
+
+@pytest.mark.parametrize("loss_type", ALL_LOSSES)
+def test_sequence_sum_gradient_is_the_per_token_gradient_over_rows_times_accumulation(window_trainer, loss_type):
+    tr = window_trainer
+    _use(tr, loss_type, reduction="sequence_sum")
+    for k in range(2):
+        student = _student(k)
+        tr._sdl_loss(student, _inputs(k, 9)).backward()
+        for i in range(2):
+            for j in range(4):
+                s, o, t = STUDENT[k][i][j], OLD[k][i][j], TEACHER[k][i][j]
+                expected = math.exp(s - o) * (s - t) / (ROWS * 2) if MASKS[k][i][j] else 0.0
+                assert student.grad[i, j].item() == pytest.approx(expected, rel=1e-10, abs=1e-300), (k, i, j)
+
+
+@pytest.mark.parametrize("loss_type", ALL_LOSSES)
+def test_sequence_sum_over_a_generation_batch_spanning_two_windows(spg4_trainer, loss_type):
+    """steps_per_generation = 4, GA = 2: every micro-batch divides by rows · GA, so the 4 micro-batches add up to one
+    mean over sequences per optimizer step (2 × the mean over the generation batch's 8 sequences)."""
+    tr = spg4_trainer
+    _use(tr, loss_type, reduction="sequence_sum")
+    micro = [0, 1, 1, 0]
+    num_items = sum(_sums_and_counts()[1][k] for k in micro)
+    total = sum(tr._sdl_loss(_student(k), _inputs(k, num_items)).item() for k in micro)
+    sequences = [s for k in micro for s in _row_sums(k)]
+    assert total == pytest.approx(2 * math.fsum(sequences) / len(sequences), rel=1e-12)
+
+
+@pytest.mark.parametrize("loss_type", ALL_LOSSES)
+def test_sequence_sum_is_token_mean_times_the_length_when_every_sequence_has_the_same_length(window_trainer,
+                                                                                              loss_type):
+    tr = window_trainer
+    full = {"completion_mask": torch.ones(2, 4, dtype=torch.long)}
+    results = {}
+    for reduction in ("token_mean", "sequence_sum"):
+        _use(tr, loss_type, reduction=reduction)
+        results[reduction] = [tr._sdl_loss(_student(k), {**_inputs(k, 16), **full}).item() for k in range(2)]
+    for k in range(2):
+        assert results["sequence_sum"][k] == pytest.approx(4 * results["token_mean"][k], rel=1e-12)
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_sequence_sum_keeps_a_row_without_teacher_signal_in_the_count_and_is_not_accumulated_in_eval(window_trainer,
+                                                                                                    loss_type):
+    tr = window_trainer
+    _use(tr, loss_type, reduction="sequence_sum")
+    got = tr._sdl_loss(_student(0), _inputs(0, 9, scored_rows=(1.0, 0.0))).item()
+    assert got == pytest.approx(_row_sums(0)[0] / (ROWS * 2), rel=1e-12)  # row 1 adds 0, still counts as a sequence
+    _use(tr, loss_type, training=False, reduction="sequence_sum")
+    try:
+        assert tr._sdl_loss(_student(0), _inputs(0, 6)).item() == pytest.approx(math.fsum(_row_sums(0)) / ROWS,
+                                                                                rel=1e-12)
+    finally:
+        _use(tr, loss_type)
+
+
+@pytest.mark.parametrize("processes,steps_per_generation,accumulation", [(1, 2, 2), (2, 4, 2), (4, 1, 3), (2, 2, 8)])
+@pytest.mark.parametrize("loss_type", ALL_LOSSES)
+def test_the_sequence_normalizer_is_the_parents_global_count_in_sequences(loss_type, processes, steps_per_generation,
+                                                                          accumulation):
+    """The parent's global-token normalizer, N / processes · GA / steps_per_generation, with N counted in sequences:
+    rows · steps_per_generation · processes of them in a generation batch. It comes to rows · GA for every setting."""
+    from types import SimpleNamespace
+
+    from skill_sd_trl.trl_private import sdl_normalizer
+
+    fake = SimpleNamespace(loss_type=loss_type, current_gradient_accumulation_steps=accumulation,
+                           accelerator=SimpleNamespace(num_processes=processes),
+                           args=SimpleNamespace(steps_per_generation=steps_per_generation))
+    rows = 3
+    global_sequences = rows * steps_per_generation * processes
+    expected = global_sequences / processes * accumulation / steps_per_generation
+    assert sdl_normalizer(fake, {"num_items_in_batch": torch.tensor(50)}, torch.tensor(7.0), "train", rows) == expected
+    assert sdl_normalizer(fake, {}, torch.tensor(7.0), "eval", rows) == rows

@@ -75,3 +75,17 @@ def test_the_entries_the_method_depends_on_most_are_pinned():
                 "num_items_in_batch"):
         assert f'"{key}"' in keys, key
     assert resolve("trl.GRPOTrainer") is GRPOTrainer
+
+
+def test_the_entries_the_sdl_reductions_and_the_dense_estimator_rely_on_are_pinned():
+    """Issue 26: what the sequence normalizer and the dense estimator's logits pass assume of TRL."""
+    by_name = {e.name: e for e in CONTRACT}
+    loss = " ".join(by_name["trl.GRPOTrainer._compute_loss"].contains)
+    for fact in ("torch.cat([prompt_ids, completion_ids], dim=1)", "logits_to_keep = completion_ids.size(1)",
+                 "compute_entropy=True", "apply_coef * entropy_loss"):
+        assert fact in loss, fact
+    init = " ".join(by_name["trl.GRPOTrainer.__init__"].contains)
+    assert "temperature=self.temperature" in init and "self._entropy_bonus_enabled = " in init
+    head = by_name["trl.trainer.utils.add_fused_lm_head"].contains
+    assert "return original_forward(*args, **kwargs)" in head and ".masked_fill(~mask, 0)" in head
+    assert by_name["trl.trainer.utils.split_tensor_dict"].contains == ("chunk_size = first_tensor.shape[0] // num_chunks",)

@@ -13,7 +13,8 @@ TEACHER_SYNC_MODES = ("dynamic", "frozen", "ema")
 TEACHER_CONTEXTS = ("skill", "ground_truth", "none")
 SKILL_POSITIONS = ("system", "user_prefix", "user_suffix")
 ROLLOUT_POLICIES = ("student", "teacher")
-SDL_ESTIMATORS = ("rho_k3", "k3", "k1")
+SDL_ESTIMATORS = ("rho_k3", "k3", "k1", "dense")
+SDL_REDUCTIONS = ("token_mean", "sequence_sum")
 
 DEFAULT_SKILL_TEMPLATE = (
     "Below is a skill distilled from earlier attempts at this very task. Use it to act well.\n"
@@ -49,9 +50,32 @@ class SkillSDConfig(GRPOConfig):
         default="rho_k3",
         metadata={
             "help": "Per-token distillation estimator. 'rho_k3' (default, unbiased reverse-KL gradient under a stale "
-            "sampler): ρ·(exp(-ℓ)-1+ℓ). Ablations: 'k3' (no ρ: forward-KL gradient on-policy) and 'k1' (ℓ itself: "
-            "zero expected gradient on-policy).",
+            "sampler): ρ·(exp(-ℓ)-1+ℓ) on the sampled token. 'dense': the reverse KL KL(π_θ‖π_T) itself at every "
+            "action position, over the teacher's top sdl_topk tokens, the sampled token and one bucket for the rest "
+            "of the vocabulary (so the teacher also raises tokens the student did not sample; no ρ: it is an exact "
+            "expectation over the next token; costs the student's logits at the completion positions). Ablations: "
+            "'k3' (no ρ: forward-KL gradient on-policy) and 'k1' (ℓ itself: zero expected gradient on-policy).",
             "choices": list(SDL_ESTIMATORS),
+        },
+    )
+    sdl_topk: int | None = field(
+        default=64,
+        metadata={
+            "help": "sdl_estimator='dense' only: how many of the teacher's most likely tokens (computed in its scoring "
+            "pass) form the support at each position, with the sampled token and a tail bucket for the rest. 0 or None: "
+            "the whole vocabulary (exact; the teacher's log-probs over the vocabulary are then carried in the batch, "
+            "for small vocabularies)."
+        },
+    )
+    sdl_reduction: str = field(
+        default="token_mean",
+        metadata={
+            "help": "How L_SDL is reduced, on the GRPO loss's own accumulation normalizer. 'token_mean' (default): a "
+            "mean over action tokens, reading the paper's (1/N)·Σ_i Σ_t with N = generated tokens, as verl's KL-loss "
+            "slot does. 'sequence_sum': each trajectory's sum over its action tokens, then a mean over trajectories "
+            "(N = trajectories): L_SDL then grows with the trajectory length L, and λ weighs like λ·L under "
+            "'token_mean' (which fits the paper's λ sweep, where 0.01 was unstable).",
+            "choices": list(SDL_REDUCTIONS),
         },
     )
     sdl_is_clip: float | None = field(
@@ -198,6 +222,7 @@ class SkillSDConfig(GRPOConfig):
 
     def _check_skill_sd_fields(self) -> None:
         _check_choice("sdl_estimator", self.sdl_estimator, SDL_ESTIMATORS)
+        _check_choice("sdl_reduction", self.sdl_reduction, SDL_REDUCTIONS)
         _check_choice("teacher_sync_mode", self.teacher_sync_mode, TEACHER_SYNC_MODES)
         _check_choice("teacher_context", self.teacher_context, TEACHER_CONTEXTS)
         _check_choice("teacher_skill_position", self.teacher_skill_position, SKILL_POSITIONS)
@@ -213,6 +238,12 @@ class SkillSDConfig(GRPOConfig):
                 f"sdl_is_clip={self.sdl_is_clip} is below 1, which would down-weight every on-policy token. Use a "
                 "value ≥ 1 (e.g. 2.0) or None for no clip."
             )
+        if self.sdl_topk is not None and self.sdl_topk < 0:
+            raise ValueError(f"sdl_topk must be >= 0 or None, got {self.sdl_topk!r}; use e.g. 64, or 0 for the whole "
+                             "vocabulary.")
+        if self.sdl_estimator == "dense" and self.sdl_is_clip is not None:
+            raise ValueError(f"sdl_is_clip={self.sdl_is_clip} has nothing to clip with sdl_estimator='dense' (it uses no "
+                             "importance ratio); drop sdl_is_clip or use sdl_estimator='rho_k3'.")
         if self.sdl_log_ratio_clamp <= 0:
             raise ValueError(f"sdl_log_ratio_clamp must be > 0, got {self.sdl_log_ratio_clamp}; 20 is a safe value.")
         if self.teacher_sync_steps < 1:
@@ -247,6 +278,11 @@ class SkillSDConfig(GRPOConfig):
         for name in ("teacher_skill_template", "teacher_ground_truth_template"):
             if "{context}" not in getattr(self, name):
                 raise ValueError(f"{name} must contain the placeholder '{{context}}' where the context is inserted.")
+
+    @property
+    def sdl_support_size(self) -> int | None:
+        """The dense estimator's teacher top-k (None: the whole vocabulary)."""
+        return self.sdl_topk or None
 
     @property
     def needs_teacher(self) -> bool:

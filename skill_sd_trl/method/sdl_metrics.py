@@ -11,10 +11,14 @@ import torch
 
 def sdl_metrics(accelerator, per_token: torch.Tensor, student_logps: torch.Tensor, old: torch.Tensor,
                 teacher: torch.Tensor, mask: torch.Tensor, sdl_coef: float, log_ratio_clamp: float,
-                success: torch.Tensor | None = None, first_turn: torch.Tensor | None = None) -> dict[str, float]:
+                success: torch.Tensor | None = None, first_turn: torch.Tensor | None = None,
+                row_mask: torch.Tensor | None = None, reduction: str = "token_mean",
+                tails: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
     """``self_distillation/*`` and ``teacher/logp_gap*`` for the given per-token SDL, log-probs and token mask;
     with ``success`` (1 solved, 0 not, per row) also the split by outcome, and with ``first_turn`` (1 on the tokens of
-    each rollout's first model turn, see :func:`first_turn_mask`) the split by turn."""
+    each rollout's first model turn, see :func:`first_turn_mask`) the split by turn. With ``row_mask`` (1 on the rows
+    the teacher scored) also the per-trajectory sum, which ``weighted_sdl`` follows under ``reduction='sequence_sum'``;
+    with ``tails`` (the dense estimator's student and teacher mass outside the support) their means."""
 
     def global_sums(x, m):
         return accelerator.reduce(torch.stack([(x * m).sum(), m.sum()]).float(), reduction="sum")
@@ -33,6 +37,14 @@ def sdl_metrics(accelerator, per_token: torch.Tensor, student_logps: torch.Tenso
         "self_distillation/is_ratio_mean": global_mean(rho),
         "self_distillation/is_ratio_max": accelerator.gather(rho_max.reshape(1)).max().item(),
     }
+    if row_mask is not None:  # Σ over a trajectory's action tokens, mean over the scored trajectories
+        totals = accelerator.reduce(torch.stack([(per_token * mask).sum(), row_mask.sum()]).float(), reduction="sum")
+        metrics["self_distillation/sdl_sequence"] = (totals[0] / totals[1].clamp(min=1.0)).item()
+        if reduction == "sequence_sum":
+            metrics["self_distillation/weighted_sdl"] = sdl_coef * metrics["self_distillation/sdl_sequence"]
+    if tails is not None:
+        metrics["self_distillation/dense_tail_mass"] = global_mean(tails[0])
+        metrics["teacher/dense_tail_mass"] = global_mean(tails[1])
     # Diagnostics over subsets of the tokens: (SDL key or None, gap key, mask); each logged only when it has tokens.
     splits = []
     if success is not None:  # does the teacher favour what worked, and where does the SDL come from?

@@ -23,6 +23,7 @@ from collections import defaultdict
 import torch
 
 from ..trl_private import fused_logps
+from .dense import labelled_logits, placed
 
 
 def group_rows(prompt_ids: list[list[int]]) -> dict[tuple[int, ...], list[int]]:
@@ -45,13 +46,14 @@ BUCKET_CALL_COST = 48
 
 def score_shared_prompts(model, prompt_ids: list[list[int]], completion_ids: torch.Tensor,
                          completion_mask: torch.Tensor, autocast, compute_entropy: bool = False,
-                         bucket_call_cost: int = BUCKET_CALL_COST):
+                         bucket_call_cost: int = BUCKET_CALL_COST, reduce=None):
     """``(log_probs, entropy)`` of ``completion_ids`` (rows × C) after each row's prompt, or ``None`` when the model
     gives no repeatable KV cache (a hybrid model's linear-attention layers, or gradient checkpointing turning the
     cache off): the caller then scores plainly.
 
     ``model`` must carry TRL's fused LM head (:func:`~skill_sd_trl.trl_private.fused_logps`: per-token log-probs and
-    entropies without logits).
+    entropies without logits). With ``reduce`` (the dense estimator, :mod:`.dense`) each bucket runs the plain forward
+    instead, and the result is ``reduce``'s tensors (rows × C × ...) of the bucket's logits.
     Grad mode is the caller's: under ``torch.no_grad()`` nothing is kept for a backward. ``bucket_call_cost``: see
     :func:`length_buckets`.
     """
@@ -84,10 +86,20 @@ def score_shared_prompts(model, prompt_ids: list[list[int]], completion_ids: tor
             row_mask = completion_mask[bucket_rows, :width]
             mask = torch.cat([torch.ones(len(bucket_rows), head.size(1) + 1, dtype=completion_mask.dtype,
                                          device=device), row_mask], dim=1)
+            if reduce is not None:  # the dense estimator: logits of the labelled positions (seq[:, j] scores j + 1)
+                keep = row_mask.bool()
+                with autocast():
+                    logits, _ = labelled_logits(model, torch.cat([keep, keep.new_zeros(len(bucket_rows), 1)], 1),
+                                                input_ids=seq, attention_mask=mask, cache=cache)
+                values = reduce(logits, seq[:, 1:][keep], keep, bucket_rows)
+                pieces.append((bucket_rows, width, *(placed(v, keep) for v in values)))
+                continue
             labels = seq.masked_fill(torch.cat([tail.new_ones(tail.shape), row_mask], 1) == 0, -100)
             with autocast():
                 piece = fused_logps(model, labels, input_ids=seq, attention_mask=mask, cache=cache)
             pieces.append((bucket_rows, width, *piece))
+    if reduce is not None:
+        return _assembled(pieces, completion_ids.size(0), length)
     # Indexed writes keep the graph: each row's values come from its bucket's forward.
     for rows, width, piece_logps, piece_entropy in pieces:
         index = torch.tensor(rows, device=device)
@@ -129,6 +141,19 @@ def _widen(values: torch.Tensor, length: int) -> torch.Tensor:
     return torch.nn.functional.pad(values, (0, length - values.size(1)))
 
 
+def _assembled(pieces: list, rows: int, length: int) -> tuple[torch.Tensor, ...]:
+    """Each output of a reduce, rows × ``length`` × ..., from the buckets' (rows, width, *outputs) pieces (indexed
+    writes: they keep the graph)."""
+    outputs = None
+    for bucket_rows, width, *values in pieces:
+        index = torch.tensor(bucket_rows, device=values[0].device)
+        if outputs is None:
+            outputs = [v.new_zeros((rows, length, *v.shape[2:])) for v in values]
+        widened = [torch.nn.functional.pad(v, (0, 0) * (v.dim() - 2) + (0, length - width)) for v in values]
+        outputs = [o.index_copy(0, index, w) for o, w in zip(outputs, widened, strict=True)]
+    return tuple(outputs)
+
+
 def _is_plain_dynamic(cache) -> bool:
     """Whether every layer of ``cache`` is a plain ``DynamicLayer`` (full attention, keys and values only), the one
     kind whose tensors can be read by several forwards at once."""
@@ -147,17 +172,20 @@ def _expanded(cache, rows: int):
 
 
 def shared_prompt_pass(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
-                       compute_entropy: bool, autocast, bucket_call_cost: int = BUCKET_CALL_COST):
+                       compute_entropy: bool, autocast, bucket_call_cost: int = BUCKET_CALL_COST, reduce=None):
     """``GRPOTrainer._get_per_token_logps_and_entropies``'s ``(log_probs, entropy, aux_loss=None)`` for a batch of
     left-padded prompts followed by ``logits_to_keep`` completion positions, sharing repeated prompts; ``None`` when no
-    prompt repeats in these rows or the model gives no shareable cache (then the parent's pass is used)."""
+    prompt repeats in these rows or the model gives no shareable cache (then the parent's pass is used). With
+    ``reduce`` (:mod:`.dense`): ``reduce``'s tensors instead."""
     width = input_ids.size(1) - logits_to_keep
     prompts = unpadded_prompts(input_ids[:, :width], attention_mask[:, :width])
     if len(set(map(tuple, prompts))) == len(prompts):
         return None
     shared = score_shared_prompts(model, prompts, input_ids[:, width:], attention_mask[:, width:], autocast,
-                                  compute_entropy, bucket_call_cost)
-    return None if shared is None else (*shared, None)
+                                  compute_entropy, bucket_call_cost, reduce)
+    if shared is None or reduce is not None:
+        return shared
+    return (*shared, None)
 
 
 def _repeated(cache, repeats: int):

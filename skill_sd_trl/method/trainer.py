@@ -9,7 +9,7 @@ What it adds to the parent, and where:
   provider (UCB statistics) and finished trajectories are queued for the skill summarizer.
 - ``compute_loss``: the parent's GRPO loss, untouched, plus ``sdl_coef · L_SDL``. The student log-probs are the
   ones the parent's pass already computed (captured from ``_get_per_token_logps_and_entropies``): no second
-  student forward.
+  student forward. The dense estimator makes that one pass (and the teacher's) keep logits (:mod:`.dense`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ from ..skills.provider import ColumnSkillProvider, SkillProvider, SkillSelection
 from ..skills.trajectory import Trajectory, Turn
 from .batch_plan import BatchPlan, render_context
 from .config import SkillSDConfig
-from .losses import sanitize_logps, sdl_per_token
+from .dense import StudentDense, student_dense, teacher_batch_keys, teacher_keys_for_rows, teacher_reduce, vocab_size
+from .losses import sanitize_logps
 from .model_card import PAPER, skill_sd_section
-from .sdl_metrics import first_turn_mask, rollout_success, sdl_metrics, term_gradient_metrics
+from .sdl_metrics import rollout_success, term_gradient_metrics
+from .sdl_term import sdl_loss
 from .shared_prompts import shared_prompt_pass
 from .teacher import TEACHER_META_FILE, TEACHER_STATE_FILE, Teacher, build_teacher  # noqa: F401  (re-exported)
 from .teacher_scoring import score_teacher
@@ -69,6 +71,7 @@ class SkillSDTrainer(GRPOTrainer):
     _batch: BatchPlan | None = None
     _capture_student_logps = False
     _captured_student_logps: torch.Tensor | None = None
+    _dense: StudentDense | None = None  # the dense estimator's student pass of the current loss computation
 
     def __init__(self, model, reward_funcs=None, args: GRPOConfig | None = None, *pos, skill_provider=None, **kwargs):
         if args is None:
@@ -199,28 +202,42 @@ class SkillSDTrainer(GRPOTrainer):
             return
         rows = [i for i, s in enumerate(scored) if s]
         logps = torch.zeros(output["completion_ids"].shape, dtype=torch.float32, device=self.accelerator.device)
+        dense = {}
         if rows:
             sub = {k: output[k][rows] for k in ("completion_ids", "completion_mask", "tool_mask") if k in output}
-            logps[rows] = self._teacher_logps(sub, [plan.teacher_prompts[i] for i in rows], mode)
+            scores = self._teacher_logps(sub, [plan.teacher_prompts[i] for i in rows], mode)
+            if isinstance(scores, dict):  # the dense estimator: the teacher's support comes along
+                scores, dense = scores.pop("teacher_per_token_logps"), scores
+            logps[rows] = scores
         output["teacher_per_token_logps"] = logps
+        if self.args.sdl_estimator == "dense":
+            output.update(teacher_keys_for_rows(dense, rows, logps.shape, self.args.sdl_support_size,
+                                                vocab_size(self.model), logps.device))
         output["teacher_row_mask"] = torch.tensor(scored, dtype=torch.float32, device=logps.device)
         if self.args.rollout_policy == "teacher" and mode == "train":
             # The teacher sampled these tokens: its log-probs are the sampler's (π_old) for every ratio.
             output["old_per_token_logps"] = logps
 
     @torch.no_grad()
-    def _teacher_logps(self, output: dict, teacher_prompts: list, mode: str) -> torch.Tensor:
-        """log π_T of ``output``'s completion ids under ``teacher_prompts``, aligned with ``completion_ids``."""
+    def _teacher_logps(self, output: dict, teacher_prompts: list, mode: str) -> torch.Tensor | dict:
+        """log π_T of ``output``'s completion ids under ``teacher_prompts``, aligned with ``completion_ids``; for the
+        dense estimator a dict of batch keys: those log-probs and the teacher's support (:mod:`.dense`)."""
         prompt_ids = [list(ids) for ids in trl_private.tokenize_prompts(self, teacher_prompts)]
         completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
         batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
+        dense = (teacher_reduce(self.args.sdl_support_size, self.args.temperature)
+                 if self.args.sdl_estimator == "dense" else None)
         with self.teacher.activated() as teacher_model, trl_private.no_gradient_checkpointing(
             teacher_model, self.args.gradient_checkpointing_kwargs
         ):
             logps = score_teacher(teacher_model, prompt_ids, completion_ids, completion_mask,
                                   trl_private.parent_logps_pass(self), self.accelerator.autocast,
-                                  trl_private.pad_token_id(self), batch_size, self.args.teacher_prompt_cache)
+                                  trl_private.pad_token_id(self), batch_size, self.args.teacher_prompt_cache, dense)
         mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
+        if dense is not None:
+            keys, bad = teacher_batch_keys(logps, mask)
+            self._nonfinite_teacher_logps += bad
+            return keys
         logps, bad = sanitize_logps(torch.where(mask.bool(), logps.float(), torch.zeros_like(logps, dtype=torch.float)))
         self._nonfinite_teacher_logps += bad
         return logps
@@ -277,9 +294,16 @@ class SkillSDTrainer(GRPOTrainer):
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
                                            compute_entropy=False, compute_aux_loss=False, **multimodal):
         result = None  # the group's prompt encoded once when it can be (text only), else the parent's padded pass
+        dense = self._dense if self._capture_student_logps else None  # logits kept: the dense estimator's support
+        if dense is not None and any(v is not None for v in multimodal.values()):
+            raise ValueError("sdl_estimator='dense' scores text-only models; use sdl_estimator='rho_k3' here.")
         if self.args.student_prompt_cache and not compute_aux_loss and all(v is None for v in multimodal.values()):
             result = shared_prompt_pass(model, input_ids, attention_mask, logits_to_keep, compute_entropy,
-                                        self.accelerator.autocast)
+                                        self.accelerator.autocast, reduce=dense and dense.reduce)
+            result = dense.take(result) if dense is not None else result
+        if result is None and dense is not None:
+            result = dense.padded_pass(model, input_ids, attention_mask, logits_to_keep, batch_size, compute_aux_loss,
+                                       self.accelerator.autocast)
         if result is None:
             result = super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
                                                                 batch_size, compute_entropy, compute_aux_loss,
@@ -292,49 +316,33 @@ class SkillSDTrainer(GRPOTrainer):
         if self.teacher is None or "teacher_per_token_logps" not in inputs:  # no teacher signal: exactly GRPO
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         self._capture_student_logps = True
+        self._dense = student_dense(inputs, self.args) if self.args.sdl_estimator == "dense" else None
         try:
             grpo_loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         finally:
-            self._capture_student_logps = False
+            self._capture_student_logps, dense, self._dense = False, self._dense, None
         student_logps, self._captured_student_logps = self._captured_student_logps, None
         if student_logps is None:
             raise RuntimeError("GRPOTrainer._compute_loss no longer calls _get_per_token_logps_and_entropies; "
                                "skill-sd-trl's hook needs updating for this TRL version.")
-        sdl_term = self._sdl_loss(student_logps, inputs) * self.args.sdl_coef
+        sdl_term = self._sdl_loss(student_logps, inputs, dense and dense.support_logps) * self.args.sdl_coef
         # grpo_coef = 0 (vanilla OPD) keeps the parent's graph and metrics, without its gradient
         grpo_term = grpo_loss if self.args.grpo_coef == 1 else self.args.grpo_coef * grpo_loss
         if self.args.log_loss_grad_norms and model.training:  # a diagnostic: two extra backward passes
             trl_private.log_metrics(self, "train", term_gradient_metrics(model.parameters(), grpo_term, sdl_term))
         return sdl_term + grpo_term
 
-    def _sdl_loss(self, student_logps: torch.Tensor, inputs: dict) -> torch.Tensor:
-        """λ-free L_SDL of a micro-batch, normalized over tokens and for gradient accumulation like the parent."""
+    def _sdl_loss(self, student_logps: torch.Tensor, inputs: dict, support_logps: torch.Tensor | None = None):
+        """λ-free L_SDL of a micro-batch (:func:`~.sdl_term.sdl_loss`), reduced per ``sdl_reduction`` and normalized
+        for gradient accumulation like the parent (:func:`~skill_sd_trl.trl_private.sdl_normalizer`)."""
         mode = "train" if self.model.training else "eval"
-        mask = inputs["completion_mask"]
-        if "tool_mask" in inputs:
-            mask = mask * inputs["tool_mask"]
-        # Rows without a teacher signal add 0 but keep their tokens in the normalizer, so λ weighs every token alike.
-        scored = mask * inputs["teacher_row_mask"].unsqueeze(1).to(mask.dtype)
-        old = inputs.get("old_per_token_logps")
-        old = student_logps.detach() if old is None else old
-        teacher = inputs["teacher_per_token_logps"]
-        per_token = sdl_per_token(
-            student_logps, old, teacher,
-            is_clip=self.args.sdl_is_clip,
-            estimator=self.args.sdl_estimator,
-            log_ratio_clamp=self.args.sdl_log_ratio_clamp,
-        )
-        if "importance_sampling_ratio" in inputs:  # vLLM sampler ≠ trainer: correct to the true sampler
-            per_token = per_token * inputs["importance_sampling_ratio"].detach()
-        normalizer = trl_private.sdl_normalizer(self, inputs, mask.to(per_token.dtype).sum(), mode)
-        loss = (per_token * scored.to(per_token.dtype)).sum() / normalizer
-        logged = sdl_metrics(self.accelerator, per_token.detach(), student_logps.detach(), old, teacher, scored.float(),
-                             self.args.sdl_coef, self.args.sdl_log_ratio_clamp, inputs.get("rollout_success"),
-                             first_turn_mask(inputs["completion_mask"], inputs.get("tool_mask")))
+        loss, logged = sdl_loss(student_logps, inputs, self.args, self.accelerator,
+                                lambda tokens, rows: trl_private.sdl_normalizer(self, inputs, tokens, mode, rows),
+                                support_logps)
         logged["teacher/sync_count"] = float(self.teacher.sync_count)
         logged["teacher/nonfinite_logps"] = float(self._nonfinite_teacher_logps)
         trl_private.log_metrics(self, mode, logged)
-        return loss.to(student_logps.dtype) if student_logps.dtype == torch.float64 else loss
+        return loss
 
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints: teacher weights and callback state (skill bank) travel with every save and are restored on resume
