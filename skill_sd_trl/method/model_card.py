@@ -34,6 +34,7 @@ def skill_sd_section(args, train_dataset, log_history: list[dict]) -> str:
         "|---|---|",
         f"| λ (`sdl_coef`) | {args.sdl_coef} |",
         f"| GRPO weight (`grpo_coef`) | {args.grpo_coef} |",
+        f"| SDL estimator, reduction | {_estimator(args)}, {getattr(args, 'sdl_reduction', 'token_mean')} |",
         f"| teacher sync | {args.teacher_sync_mode} (every {args.teacher_sync_steps} step(s)) |",
         f"| teacher context | {args.teacher_context} |",
         f"| rollout policy | {args.rollout_policy} |",
@@ -52,3 +53,10 @@ def skill_sd_section(args, train_dataset, log_history: list[dict]) -> str:
         lines += ["", "Last logged training metrics:", "", "| metric | value |", "|---|---|"]
         lines += [f"| `{k}` | {v:.4g} |" for k, v in sorted(last.items()) if math.isfinite(v)]
     return "\n".join(lines)
+
+
+def _estimator(args) -> str:
+    """``sdl_estimator``, with the dense estimator's support (``dense (top-64 + tail)``, ``dense (full vocabulary)``)."""
+    if args.sdl_estimator != "dense":
+        return args.sdl_estimator
+    return f"dense (top-{args.sdl_topk} + tail)" if args.sdl_topk else "dense (full vocabulary)"
