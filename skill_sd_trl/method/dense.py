@@ -218,7 +218,7 @@ def teacher_batch_keys(scores: tuple, mask: torch.Tensor) -> tuple[dict, int]:
     support, more = _sanitized(scores[1], keep[..., None])
     keys = {"teacher_per_token_logps": label, SUPPORT_LOGPS: support}
     if len(scores) > 2:  # top-k: ids, and the tail (−inf when the support is the whole vocabulary: no bucket)
-        keys[SUPPORT_IDS] = scores[2]
+        keys[SUPPORT_IDS] = torch.where(keep[..., None], scores[2], 0)
         keys[TAIL_LOGP] = torch.where(keep, torch.nan_to_num(scores[3].float(), nan=float("-inf")), 0.0)
     return keys, bad + more
 
