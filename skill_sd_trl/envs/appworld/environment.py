@@ -30,6 +30,7 @@ DEMONSTRATION_SEED_BASE = 10_000
 
 def load_offline_environment(seed: int = 0, tasks_per_template: int = DEFAULT_TASKS_PER_TEMPLATE,
                              prompt_style: str = "full", held_out_templates: int = 0,
+                             eval_tasks_per_template: int | None = None,
                              max_observation_chars: int = 4000) -> EnvSpec:
     """The offline app world: 24 task templates over 6 apps, each task on its own generated world, agent code run
     in a sandbox (no AppWorld data needed).
@@ -37,6 +38,8 @@ def load_offline_environment(seed: int = 0, tasks_per_template: int = DEFAULT_TA
     Args:
         seed: the task set: a family of worlds (train and dev tasks of one seed are drawn on different worlds).
         tasks_per_template: tasks per template and split (3: 72 train and 72 dev tasks).
+        eval_tasks_per_template: tasks per template of the held-out splits (``dev``, ``unseen``) when it differs:
+            few training tasks recur often in a short run, many held-out ones make a finer Acc.
         prompt_style: ``full`` (the whole protocol, APIs discovered through apis.api_docs) or ``compact`` (a short
             protocol and the signatures of the task's apps; the session starts with ``passwords``, ``me`` and
             ``fetch_all`` defined, so solutions are shorter: a CPU-scale simplification, offline only).
@@ -49,14 +52,17 @@ def load_offline_environment(seed: int = 0, tasks_per_template: int = DEFAULT_TA
         raise ValueError(f"seed={seed!r}: a world-family seed is an integer >= 0")
     if seed >= DEMONSTRATION_SEED_BASE:
         raise ValueError(f"seed={seed}: seeds from {DEMONSTRATION_SEED_BASE} up hold the warm starts' demonstrations")
-    if tasks_per_template < 1:
-        raise ValueError(f"tasks_per_template={tasks_per_template}: must be >= 1")
+    for name, value in (("tasks_per_template", tasks_per_template), ("eval_tasks_per_template",
+                                                                     eval_tasks_per_template)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name}={value}: must be >= 1")
     if prompt_style not in PROMPT_STYLES:
         raise ValueError(f"prompt_style={prompt_style!r}: choose one of {', '.join(PROMPT_STYLES)}")
     trained, unseen = template_split(held_out_templates)
     return EnvSpec(
         name="appworld_offline",
-        make_dataset=partial(_offline_dataset, seed, tasks_per_template, prompt_style, trained, unseen),
+        make_dataset=partial(_offline_dataset, seed, tasks_per_template, eval_tasks_per_template or tasks_per_template,
+                             prompt_style, trained, unseen),
         make_env=partial(OfflineAppWorldEnv, max_observation_chars=max_observation_chars,
                          init_kwargs={"helpers": True} if prompt_style == "compact" else None),
         train_split="train", eval_split="dev", max_turns=40, max_new_tokens_per_turn=256, task_set_arg="seed",
@@ -81,15 +87,15 @@ def template_split(held_out: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(n for n in names if n not in unseen), tuple(n for n in names if n in unseen)
 
 
-def _offline_dataset(seed: int, tasks_per_template: int, prompt_style: str, trained: tuple[str, ...],
-                     unseen: tuple[str, ...], split: str):
+def _offline_dataset(seed: int, tasks_per_template: int, eval_tasks_per_template: int, prompt_style: str,
+                     trained: tuple[str, ...], unseen: tuple[str, ...], split: str):
     splits = (*SPLITS, "unseen") if unseen else SPLITS
     if split not in splits:
         raise ValueError(f"split={split!r}: the offline app world's splits are {', '.join(splits)}")
     templates = unseen if split == "unseen" else trained
+    count = tasks_per_template if split == "train" else eval_tasks_per_template
     return make_offline_appworld_dataset(split="dev" if split == "unseen" else split, seed=seed,
-                                         tasks_per_template=tasks_per_template, prompt_style=prompt_style,
-                                         templates=templates)
+                                         tasks_per_template=count, prompt_style=prompt_style, templates=templates)
 
 
 def demonstrations(prompt_style: str, templates: tuple[str, ...], count: int, seed: int,
