@@ -3,19 +3,17 @@ episodes so that the teacher scores from step 1."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
+
+from _bench import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("grad_ratio", ROOT / "bench" / "grad_ratio.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("grad_ratio")
 
 
 def test_prefilled_bank_holds_a_solved_skill_per_training_task(tmp_path):

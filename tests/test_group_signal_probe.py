@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from _bench import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _probe():
-    spec = importlib.util.spec_from_file_location("group_signal_probe", ROOT / "bench" / "group_signal_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("group_signal_probe")
 
 
 def test_probe_counts_each_group_of_the_recipes_window(tmp_path, tiny_model_path, capsys):

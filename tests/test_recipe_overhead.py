@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import statistics
@@ -10,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from _bench import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "sokoban" / "skill_sd_cpu.yaml"
@@ -20,10 +20,7 @@ TINY = ["--config", str(RECIPE), "--tiny_model", "true", "--env_args", "preset=t
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("recipe_overhead", ROOT / "bench" / "recipe_overhead.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("recipe_overhead")
 
 
 def _check_report(result: dict, arms: list[str], steps: int, warmup: int) -> None:

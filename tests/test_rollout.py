@@ -36,6 +36,15 @@ def _rows(tr, n_groups=1):
     return [dict(ds[i]) for i in range(n_groups) for _ in range(tr.num_generations)]
 
 
+def scripted_batch(tr):
+    """One training generation batch of the trainer's first rows, played by :class:`ScriptedPolicy`."""
+    rows = _rows(tr)
+    tr._generate_single_turn = ScriptedPolicy(tr, rows)
+    tr.model.train()
+    tr.current_gradient_accumulation_steps = 1
+    return tr._generate_and_score_completions(rows)
+
+
 class ScriptedPolicy:
     """Plays the level's optimal solution one move per turn (or a fixed text), recording every context it sees."""
 
@@ -113,11 +122,7 @@ def test_environment_tokens_never_enter_the_losses(tiny_model_path, tmp_path):
     ds = ds.add_column("skill", ["golden_workflow: " + g for g in ds["ground_truth"]])  # a teacher signal
     tr = _trainer(tiny_model_path, tmp_path, ds, per_device_train_batch_size=2, num_generations=2,
                   max_completion_length=4096)
-    rows = _rows(tr)
-    tr._generate_single_turn = ScriptedPolicy(tr, rows)
-    tr.model.train()
-    tr.current_gradient_accumulation_steps = 1
-    batch = tr._generate_and_score_completions(rows)
+    batch = scripted_batch(tr)
     env_positions = (batch["tool_mask"] == 0) & (batch["completion_mask"] == 1)
     model_positions = (batch["tool_mask"] == 1) & (batch["completion_mask"] == 1)
     assert env_positions.any()

@@ -4,7 +4,7 @@ SDL nor its gradient sees them."""
 
 import pytest
 import torch
-from test_rollout import ScriptedPolicy, _rows, _trainer
+from test_rollout import _trainer, scripted_batch
 
 from skill_sd_trl.envs.sokoban import make_sokoban_dataset
 from skill_sd_trl.method.dense import SUPPORT_IDS, SUPPORT_LOGPS, TAIL_LOGP
@@ -21,11 +21,7 @@ def test_environment_tokens_never_enter_the_dense_sdl(tiny_model_path, tmp_path,
         for name, param in tr.model.named_parameters():
             if ".teacher." in name:
                 param.add_(0.5 * torch.randn_like(param))
-    rows = _rows(tr)
-    tr._generate_single_turn = ScriptedPolicy(tr, rows)
-    tr.model.train()
-    tr.current_gradient_accumulation_steps = 1
-    batch = tr._generate_and_score_completions(rows)
+    batch = scripted_batch(tr)
     env = (batch["tool_mask"] == 0) & (batch["completion_mask"] == 1)
     model = (batch["tool_mask"] == 1) & (batch["completion_mask"] == 1)
     assert env.any() and model.any()
