@@ -351,7 +351,8 @@ def test_an_experiment_extends_another(tmp_path, tiny_model_path):
 def test_shipped_cpu_experiment_defines_the_paper_rows_and_every_method_parses():
     exp = ex.load_experiment(SHIPPED)
     assert exp.base_recipe == (ROOT / "recipes" / "sokoban" / "skill_sd_cpu.yaml").resolve()
-    assert exp.default_methods == ["grpo", "skill_sd"] and exp.reference_method == "grpo"
+    assert exp.default_methods == ["grpo", "skill_sd", "skill_sd_sequence_sum", "skill_sd_dense"]
+    assert exp.reference_method == "grpo" and exp.task_sets == [0, 1]  # two level sets
     paper_rows = {"grpo", "skill_sd", "skill_augmented_grpo", "vanilla_opd", "frozen_teacher", "off_policy"}
     assert paper_rows <= set(exp.methods)
     sweep = {m["sdl_coef"] for n, m in exp.methods.items() if n.startswith("skill_sd_lambda")}
@@ -460,8 +461,9 @@ def test_each_shipped_variant_changes_one_setting(base, variant, changed):
             assert (a.pop(key, None), b.pop(key, None)) == (before, after), key
         a.pop("output_dir"), b.pop("output_dir")
         assert a == b, method
-    for field in ("seeds", "task_sets", "max_steps", "eval_every", "eval", "reference_method", "summarizer_wait"):
+    for field in ("seeds", "max_steps", "eval_every", "eval", "reference_method", "summarizer_wait"):
         assert getattr(a_exp, field) == getattr(b_exp, field), field
+    assert b_exp.task_sets == [0]  # the variants ran on the first level set only
 
 
 def _episode(success: bool, turns_valid: list[bool], stop: str) -> dict:
