@@ -135,6 +135,9 @@ def test_cells_share_a_base_evaluation_only_when_it_is_the_same_evaluation(tmp_p
     moved = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, methods={
         "grpo": {"sdl_coef": 0.0}, "skill_sd": {"sdl_coef": 0.001, "max_turns": 1}}))
     assert ex.base_eval_path(moved, "grpo", 0, 0) != ex.base_eval_path(moved, "skill_sd", 0, 0)  # a rollout limit
+    sdl = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, methods={
+        "grpo": None, "dense": {"method": "skill_sd", "sdl_estimator": "dense", "sdl_reduction": "sequence_sum"}}))
+    assert ex.base_eval_path(sdl, "grpo", 0, 0) == ex.base_eval_path(sdl, "dense", 0, 0)  # the loss only
     sampled = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, eval={"greedy": False}))
     assert ex.base_eval_path(sampled, "grpo", 0, 0) is None
 

@@ -431,7 +431,9 @@ def check_fingerprint(exp: Experiment, method: str, seed: int, task_set: int, st
 #: model on the same tasks, so (greedy) they share one step-0 evaluation. An unlisted key keeps cells apart.
 _TRAINING_ONLY = ("seed", "sdl_coef", "grpo_coef", "skill_source", "teacher_context", "teacher_sync_mode",
                   "rollout_policy", "skills_in_student_prompt", "use_vllm", "learning_rate", "summarizer",
-                  "summarizer_wait", "skill_granularity", "teacher_sync_steps", "max_steps", "lora_dropout")
+                  "summarizer_wait", "skill_granularity", "teacher_sync_steps", "max_steps", "lora_dropout",
+                  "sdl_reduction", "sdl_estimator", "sdl_topk", "sdl_is_clip", "sdl_log_ratio_clamp", "bank_scope",
+                  "log_loss_grad_norms")
 
 
 def base_eval_path(exp: Experiment, method: str, seed: int, task_set: int) -> Path | None:
