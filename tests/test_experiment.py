@@ -138,6 +138,9 @@ def test_cells_share_a_base_evaluation_only_when_it_is_the_same_evaluation(tmp_p
     sdl = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, methods={
         "grpo": None, "dense": {"method": "skill_sd", "sdl_estimator": "dense", "sdl_reduction": "sequence_sum"}}))
     assert ex.base_eval_path(sdl, "grpo", 0, 0) == ex.base_eval_path(sdl, "dense", 0, 0)  # the loss only
+    split = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, methods={
+        "grpo": None, "skill_sd": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2}}))
+    assert ex.base_eval_path(split, "grpo", 0, 0) == ex.base_eval_path(split, "skill_sd", 0, 0)  # micro-batches only
     sampled = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, eval={"greedy": False}))
     assert ex.base_eval_path(sampled, "grpo", 0, 0) is None
 
