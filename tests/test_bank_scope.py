@@ -365,3 +365,58 @@ def test_a_task_new_to_the_run_gets_its_scenarios_skill(tmp_path):
     assert len(selected) == 1 and selected[0].skill.task_id == first and selected[0].reward_count == 4
     assert scen_bank.stats()["cross_task_selections"] == 1 and scen_bank.tasks() == sorted([first, second])
     assert task_bank.scope == "task" and task_bank.stats()["selections"] == 0
+
+
+# -- a bank seeded from demonstrations, and a fixed bank ---------------------------------------------------------
+APP_ARGS = {"prompt_style": "compact", "held_out_templates": 8, "tasks_per_template": 1}
+
+
+def test_demonstration_skills_seed_every_trained_scenario_with_working_code(tmp_path):
+    import re
+
+    script = SkillSDScriptArguments(env_name="appworld_offline", env_args={**APP_ARGS, "seed": 1},
+                                    bank_scope="scenario", bank_demonstrations=16)
+    bank = _make_bank(script)
+    spec = script.spec
+    train = spec.dataset("train")
+    assert sorted(bank.bank_keys()) == sorted(spec.scenario_of(t) for t in train["task_id"])  # one per template
+    run_tasks = set(train["task_id"]) | set(spec.dataset("dev")["task_id"])
+    for key in bank.bank_keys():
+        (skill,) = bank.skills(bank_key=key)
+        assert skill.task_id not in run_tasks and skill.task_id.endswith("-s10000")  # a demonstration world
+        assert re.search(r"```python\n.*apis\.supervisor\.complete_task\(.*\n```", skill.golden_workflow, re.S)
+    # every training task is conditioned on its template's demonstration from the first step
+    assert all(bank.select(t) is not None for t in train["task_id"])
+
+
+def test_demonstration_and_fixed_bank_mistakes_are_one_line(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        parse_train_args(["--config", _write(tmp_path, env_name="appworld_offline", bank_demonstrations=8)])
+    assert str(err.value) == ("error: bank_demonstrations=8 needs bank_scope: scenario (a demonstration's world is "
+                              "never a training task's, so only a scenario's bank can hand its skill to the training "
+                              "tasks); set bank_scope: scenario or drop bank_demonstrations.")
+    with pytest.raises(SystemExit, match=r"^error: bank_demonstrations=-1: give a count >= 0"):
+        parse_train_args(["--config", _write(tmp_path, env_name="appworld_offline", bank_scope="scenario",
+                                             bank_demonstrations=-1)])
+    with pytest.raises(SystemExit) as err:
+        parse_train_args(["--config", _write(tmp_path, env_name="appworld_offline", summarizer="none")])
+    assert str(err.value) == ("error: summarizer='none' keeps the bank as it starts, but this recipe starts it empty: "
+                              "give bank_path or bank_demonstrations, or choose a summarizer (experience).")
+
+
+def test_a_fixed_demonstration_bank_conditions_every_step_and_is_never_summarized_into(tmp_path):
+    out = tmp_path / "fixed"
+    recipe = {"env_name": "appworld_offline", "env_args": {**APP_ARGS, "tasks_per_template": 1}, "method": "skill_sd",
+              "tiny_model": True, "use_peft": True, "lora_r": 4, "lora_target_modules": ["q_proj", "v_proj"],
+              "use_cpu": True, "bf16": False, "per_device_train_batch_size": 4, "num_generations": 4, "max_steps": 2,
+              "max_completion_length": 64, "logging_steps": 1, "save_strategy": "no", "report_to": "none",
+              "reward": "completion", "max_train_samples": 2, "max_turns": 1, "max_new_tokens_per_turn": 8,
+              "evaluate_after_training": False, "bank_scope": "scenario", "bank_demonstrations": 16,
+              "summarizer": "none", "output_dir": str(out)}
+    assert main(["train", "--config", _write(tmp_path, **recipe)]) == 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert [h["skills/coverage"] for h in state["log_history"] if "skills/coverage" in h] == [1.0, 1.0]
+    assert all(math.isfinite(h["self_distillation/sdl"]) for h in state["log_history"] if "self_distillation/sdl" in h)
+    bank = SkillBank.load(out / "skill_bank.json")  # saved at the end like a summarized bank
+    assert len(bank) == 16 and {e.skill.step for k in bank.bank_keys() for e in bank.entries(bank_key=k)} == {0}
+    assert bank.stats()["selections"] == 2  # each step's task chose its template's demonstration skill once

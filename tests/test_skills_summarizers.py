@@ -506,3 +506,23 @@ def test_local_model_from_path(tmp_path):
     summ = TransformersSummarizer(path, max_new_tokens=8, max_prompt_chars=600)
     assert summ.name == "transformers:tiny-summ"
     assert isinstance(summ.summarize([win4()]), str)
+
+
+def test_app_world_golden_workflow_is_the_solving_code_as_the_agent_writes_it():
+    """A solved app-world task's golden workflow is the code that solved it, one fenced block with its line breaks:
+    played back into the same task it solves it again (before, each cell was squeezed onto one line and clipped)."""
+    import re
+
+    from skill_sd_trl.envs.registry import load_environment
+    from skill_sd_trl.models.warmstart import solved_skill_entry
+
+    spec = load_environment("appworld_offline", {"prompt_style": "compact", "held_out_templates": 8})
+    for row in spec.demonstrations(3, 0, [0]):
+        workflow = solved_skill_entry(spec, row).golden_workflow
+        (code,) = re.findall(r"```python\n(.*?)\n```", workflow, flags=re.S)
+        assert code == row["ground_truth"].strip()
+        env = spec.make_env()
+        env.reset(row)
+        env.step(f"```python\n{code}\n```")
+        assert env.score().success
+        env.close()

@@ -9,7 +9,7 @@ from ..envs.arguments import EnvArguments
 
 REWARDS = ("env", "success", "completion")
 SKILL_SOURCES = ("bank", "column", "none")
-SUMMARIZERS = ("experience", "transformers", "openai")
+SUMMARIZERS = ("experience", "transformers", "openai", "none")
 SKILL_GRANULARITIES = ("trajectory", "group")
 BANK_SCOPES = ("task", "scenario")
 
@@ -37,7 +37,9 @@ class SkillSDScriptArguments(EnvArguments):
     summarizer: str = field(
         default="experience",
         metadata={"help": "Skill summarizer: experience (programmatic, offline), transformers (a local model), "
-                          "openai (any OpenAI-compatible endpoint).", "choices": list(SUMMARIZERS)},
+                          "openai (any OpenAI-compatible endpoint), or none: no episode is summarized and the bank "
+                          "keeps the skills it started with (bank_path, bank_demonstrations), a fixed curated bank.",
+                  "choices": list(SUMMARIZERS)},
     )
     summarizer_model: str | None = field(
         default=None,
@@ -86,6 +88,15 @@ class SkillSDScriptArguments(EnvArguments):
         metadata={"help": "A skill bank JSON to start from (its own capacity, strategy and ucb_c apply; it must have "
                           "been saved with the same bank_scope)."},
     )
+    bank_demonstrations: int = field(
+        default=0,
+        metadata={"help": "Seed the bank with the skills of this many solved demonstration episodes, round robin over "
+                          "the training scenarios: the environment's own demonstrations (EnvSpec.demonstrations: "
+                          "reference solutions on worlds disjoint from every train and dev task; the calibrated "
+                          "base's warm-start worlds), each played by the real environment and written up by the "
+                          "experience summarizer, so the teacher holds a working workflow from step 1. Needs "
+                          "bank_scope: scenario (a demonstration is never a training task)."},
+    )
     rollout_kv_cache: bool = field(
         default=True,
         metadata={"help": "With transformers generation (no vLLM): keep each episode's KV cache between turns and encode "
@@ -117,5 +128,18 @@ class SkillSDScriptArguments(EnvArguments):
         if self.bank_scope == "scenario" and self.spec.scenario_of is None:
             raise ValueError(f"bank_scope='scenario' needs an environment that groups its tasks into scenarios "
                              f"(EnvSpec.scenario_of); {self.spec.name} has none: use bank_scope: task.")
+        if self.bank_demonstrations < 0:
+            raise ValueError(f"bank_demonstrations={self.bank_demonstrations}: give a count >= 0 (0: none).")
+        if self.bank_demonstrations and self.bank_scope != "scenario":
+            raise ValueError(f"bank_demonstrations={self.bank_demonstrations} needs bank_scope: scenario (a "
+                             "demonstration's world is never a training task's, so only a scenario's bank can hand "
+                             "its skill to the training tasks); set bank_scope: scenario or drop bank_demonstrations.")
+        if self.bank_demonstrations and self.spec.demonstrations is None:
+            raise ValueError(f"bank_demonstrations={self.bank_demonstrations}: environment {self.spec.name} has no "
+                             "demonstrations (EnvSpec.demonstrations); drop bank_demonstrations.")
+        if (self.summarizer == "none" and self.skill_source == "bank" and not self.bank_path
+                and not self.bank_demonstrations):
+            raise ValueError("summarizer='none' keeps the bank as it starts, but this recipe starts it empty: give "
+                             "bank_path or bank_demonstrations, or choose a summarizer (experience).")
         if self.summarizer == "openai" and not (self.summarizer_base_url and self.summarizer_model):
             raise ValueError("summarizer='openai' needs summarizer_base_url and summarizer_model.")

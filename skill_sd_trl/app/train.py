@@ -71,7 +71,8 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
     if bank is not None and args.teacher_context == "skill":
         from ..skills.callback import SkillSummarizerCallback
 
-        summarizer = _make_summarizer(script, model_path)
+        # summarizer none: the bank is fixed, but the pipeline still merges its statistics, saves and restores it
+        summarizer = None if script.summarizer == "none" else _make_summarizer(script, model_path)
         trainer.add_callback(SkillSummarizerCallback(trainer, summarizer, bank, call_timeout=script.summarizer_timeout,
                                                      skill_granularity=script.skill_granularity,
                                                      wait_for_skills=script.summarizer_wait,
@@ -219,11 +220,26 @@ def _make_bank(script: SkillSDScriptArguments, resume_from_checkpoint=None, outp
             raise RecipeError(f"bank_path={script.bank_path!r} does not exist; drop it to start from an empty bank.")
         data = saved_bank(script.bank_path, f"bank_path={script.bank_path!r}")
         try:
-            return SkillBank.from_dict(data, key=key)
+            bank = SkillBank.from_dict(data, key=key)
         except ValueError as exc:
             raise RecipeError(f"bank_path={script.bank_path!r}: {' '.join(str(exc).split())}") from None
-    return SkillBank(capacity_per_task=script.bank_capacity, strategy=script.bank_strategy, ucb_c=script.ucb_c,
-                     scope=scope, key=key)
+    else:
+        bank = SkillBank(capacity_per_task=script.bank_capacity, strategy=script.bank_strategy, ucb_c=script.ucb_c,
+                         scope=scope, key=key)
+    if script.bank_demonstrations:
+        spec = script.spec  # the run's own task set is never a demonstration's (the environment checks it too)
+        own = [script.env_args.get(spec.task_set_arg, 0)] if spec.task_set_arg else []
+        add_demonstration_skills(bank, spec, script.bank_demonstrations, exclude_task_sets=own)
+    return bank
+
+
+def add_demonstration_skills(bank, spec, count: int, exclude_task_sets=(), seed: int = 0) -> int:
+    """Add to ``bank`` the skills of ``count`` solved demonstration episodes of ``spec`` (see the recipe field
+    ``bank_demonstrations``); the number of skills it took (a duplicate is not stored twice)."""
+    from ..models.warmstart import solved_skill_entry
+
+    rows = spec.demonstrations(count, seed, list(exclude_task_sets))
+    return sum(bank.add(solved_skill_entry(spec, row, task_id=row["task_id"])) for row in rows)
 
 
 def _make_summarizer(script: SkillSDScriptArguments, student_path: str):

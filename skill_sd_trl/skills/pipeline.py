@@ -95,7 +95,8 @@ class SkillPipeline:
     Args:
         trainer: provides ``pop_finished_trajectories() -> list[Trajectory]``; its ``accelerator`` (if any) tells
             the process layout, else ``torch.distributed`` does, else a single process is assumed.
-        summarizer: any :class:`~skill_sd_trl.skills.summarizers.Summarizer`.
+        summarizer: any :class:`~skill_sd_trl.skills.summarizers.Summarizer`, or ``None``: a fixed bank (curated
+            skills), never summarized into, still merged across ranks, saved and restored.
         bank: the :class:`~skill_sd_trl.skills.bank.SkillBank` the trainer selects from.
         skill_granularity: ``"trajectory"`` (default): one job, and one skill, per finished trajectory, summarized
             with the rest of its task's group as contrast; ``"group"``: one job per task per step over the group.
@@ -124,7 +125,7 @@ class SkillPipeline:
     def __init__(
         self,
         trainer: Any,
-        summarizer: Summarizer,
+        summarizer: Summarizer | None,
         bank: SkillBank,
         *,
         skill_granularity: str = "trajectory",
@@ -140,7 +141,7 @@ class SkillPipeline:
     ):
         if not callable(getattr(trainer, "pop_finished_trajectories", None)):
             raise TypeError("trainer must provide pop_finished_trajectories() -> list[Trajectory]")
-        if not callable(getattr(summarizer, "summarize", None)):
+        if summarizer is not None and not callable(getattr(summarizer, "summarize", None)):
             raise TypeError(f"summarizer must have a summarize(trajectories) method, got {type(summarizer).__name__}")
         if skill_granularity not in GRANULARITIES:
             raise ValueError(f"skill_granularity={skill_granularity!r} is not supported; use one of {GRANULARITIES}")
@@ -153,7 +154,7 @@ class SkillPipeline:
         self.summarizer = summarizer
         self.bank = bank
         self.skill_granularity = skill_granularity
-        self._focus_aware = accepts_focus(summarizer)
+        self._focus_aware = summarizer is not None and accepts_focus(summarizer)
         self.max_queue = int(max_queue)
         self.call_timeout = float(call_timeout)
         self.retries = int(retries)
@@ -221,8 +222,11 @@ class SkillPipeline:
         """Queue ``trajectories`` for summarization; returns the number of jobs queued: one per trajectory in
         trajectory mode, one per task in group mode.
 
-        Never blocks on the summarizer; a full queue drops its oldest waiting job.
+        Never blocks on the summarizer; a full queue drops its oldest waiting job. Without a summarizer (a fixed,
+        curated bank) nothing is queued.
         """
+        if self.summarizer is None:
+            return 0
         jobs = self._jobs(trajectories, step)
         with self._lock:
             if self._executor is None:  # first use, or after close() (a second train() call reopens)

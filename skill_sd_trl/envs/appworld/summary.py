@@ -26,6 +26,14 @@ Write the skill as JSON in this form:
 
 SUMMARY_PROMPT = SummaryPrompt(user=APPWORLD_USER, system=APPWORLD_SYSTEM)
 
+
+def answer_syntax(actions) -> str:
+    """Code cells as the agent answers them: one fenced Python block, cells in order, line breaks kept. Without it
+    the golden workflow of a solved task was each cell squeezed onto one line and clipped at 300 characters: not
+    code the teacher (the student's own network) could copy."""
+    return "```python\n" + "\n\n".join(str(a).strip("\n") for a in actions) + "\n```"
+
+
 #: AppWorld turns report ``api_error: <status> <message>`` (counted by the summarizer as API errors) and
 #: ``invalid_action``; progress is the task's completion.
-EVENTS = EventVocabulary(progress=frozenset({"solved", "subtask_done", "test_passed"}))
+EVENTS = EventVocabulary(progress=frozenset({"solved", "subtask_done", "test_passed"}), answer_syntax=answer_syntax)
