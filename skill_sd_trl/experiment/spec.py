@@ -433,7 +433,7 @@ _TRAINING_ONLY = ("seed", "sdl_coef", "grpo_coef", "skill_source", "teacher_cont
                   "rollout_policy", "skills_in_student_prompt", "use_vllm", "learning_rate", "summarizer",
                   "summarizer_wait", "skill_granularity", "teacher_sync_steps", "max_steps", "lora_dropout",
                   "sdl_reduction", "sdl_estimator", "sdl_topk", "sdl_is_clip", "sdl_log_ratio_clamp", "bank_scope",
-                  "log_loss_grad_norms",
+                  "log_loss_grad_norms", "bank_demonstrations", "bank_path",
                   # how a step's rollouts are split into micro-batches for the loss (memory), not what is evaluated
                   "per_device_train_batch_size", "gradient_accumulation_steps")
 
