@@ -143,6 +143,11 @@ def test_cells_share_a_base_evaluation_only_when_it_is_the_same_evaluation(tmp_p
     assert ex.base_eval_path(split, "grpo", 0, 0) == ex.base_eval_path(split, "skill_sd", 0, 0)  # micro-batches only
     sampled = ex.load_experiment(tiny_config(tmp_path, tiny_model_path, eval={"greedy": False}))
     assert ex.base_eval_path(sampled, "grpo", 0, 0) is None
+    # the app world's demonstration bank changes the teacher only: its cells share the committed base evaluation
+    app = ex.load_experiment(Path(__file__).resolve().parent.parent / "recipes" / "appworld_offline" / "experiments"
+                             / "experiment_cpu.yaml")
+    (shared,) = {ex.base_eval_path(app, m, 0, 0) for m in ("grpo", "skill_sd_demo_bank", "skill_sd_demo_bank_dense")}
+    assert shared.name == "tasks0-554645950fe5281d.json" and shared.is_file()  # the committed one
 
 
 def _rows(table: str) -> dict[str, list[str]]:
