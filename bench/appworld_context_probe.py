@@ -39,15 +39,14 @@ def fenced(code: str) -> str:
 
 def rows_of(task_set: int):
     """The training tasks of one task set, each with its answer and a solved demonstration of its template."""
-    from skill_sd_trl.envs.appworld.environment import scenario_of
     from skill_sd_trl.envs.registry import load_environment
 
     spec = load_environment("appworld_offline", {**ENV_ARGS, "seed": task_set})
     rows = [dict(r) | {"answer": fenced(r["ground_truth"])} for r in spec.dataset(spec.train_split)]
     # one demonstration per template, from the demonstration worlds (the warm start's family, seed 0): the ones a
     # recipe's `bank_demonstrations: 16` seeds its bank with
-    demos = {scenario_of(d["task_id"]): d for d in spec.demonstrations(len(rows), 0, [task_set])}
-    return spec, [(r, demos[scenario_of(r["task_id"])]) for r in rows]
+    demos = {spec.scenario_of(d["task_id"]): d for d in spec.demonstrations(len(rows), 0, [task_set])}
+    return spec, [(r, demos[spec.scenario_of(r["task_id"])]) for r in rows]
 
 
 def context_prompt(spec, row, demo, kind: str):
