@@ -42,20 +42,26 @@ def main(argv):
                                 script.limits(), args.max_completion_length, env_name=script.env_name)
         records += recs
     solved = [sum(bool(r["success"]) for r in records[i:i + group]) for i in range(0, len(records), group)]
+    # GRPO's signal is a spread of the recipe's reward (which may be a partial score such as Comp.), not of success;
+    # the record keys the reward functions of skill_sd_trl.rewards read (through the rollout's env_* keys)
+    key = {"env": "reward", "success": "success", "completion": "completion"}[script.reward]
+    rewards = [[round(float(r[key]), 4) for r in records[i:i + group]] for i in range(0, len(records), group)]
     lengths = tasks["solution_length"] if "solution_length" in tasks.column_names else [None] * len(tasks)
-    print(f"| task | solution length | solved of {group} |\n|---|---|---|")
-    for k, (n, length) in enumerate(zip(solved, lengths, strict=True)):
-        print(f"| {script.skip_train_samples + k} | {length} | {n} |")
+    print(f"| task | solution length | solved of {group} | rewards |\n|---|---|---|---|")
+    for k, (n, length, rs) in enumerate(zip(solved, lengths, rewards, strict=True)):
+        print(f"| {script.skip_train_samples + k} | {length} | {n} | {' '.join(f'{r:.2f}' for r in rs)} |")
     summary = {
         "tasks": len(solved), "group": group, "episodes_solved": sum(solved) / (group * len(solved)),
         "groups_all_failed": sum(n == 0 for n in solved) / len(solved),
         "groups_all_solved": sum(n == group for n in solved) / len(solved),
         "groups_with_spread": sum(0 < n < group for n in solved) / len(solved),
+        "groups_with_reward_spread": sum(len(set(rs)) > 1 for rs in rewards) / len(rewards),
+        "mean_reward": sum(map(sum, rewards)) / (group * len(rewards)),
     }
     print("\n" + ", ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in summary.items()))
     if json_path:
         with open(json_path, "w", encoding="utf-8") as f:
-            json.dump({"argv": argv, "summary": summary, "solved_per_task": solved,
+            json.dump({"argv": argv, "summary": summary, "solved_per_task": solved, "rewards_per_task": rewards,
                        "task_ids": list(tasks["task_id"])}, f, indent=1)
 
 
