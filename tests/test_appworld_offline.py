@@ -426,6 +426,22 @@ def test_warm_start_demonstrations_never_use_a_world_of_an_rl_task():
         spec.demonstrations(2, 0, [10_000])
 
 
+def test_every_registered_app_world_base_learns_only_from_worlds_no_rl_task_uses():
+    from skill_sd_trl.envs.appworld.offline.tasks import task_ids
+    from skill_sd_trl.models.warmstart import WARM_STARTS
+
+    bases = [ws for ws in WARM_STARTS.values() if ws.env == "appworld_offline"]
+    assert {ws.alias for ws in bases} >= {"smollm2-135m-appworld-base", "smollm2-135m-appworld-base-256"}
+    # every world of every template (the unseen split is the held-out templates on dev worlds), 3 a template as
+    # the CPU experiment's dev split holds
+    rl_worlds = {_world_key(t) for seed in range(10) for split in ("train", "dev") for t in task_ids(split, seed, 3)}
+    for ws in bases:
+        assert set(ws.exclude_task_sets) >= set(range(10))
+        rows = ws.environment().demonstrations(ws.num_demonstrations, ws.seed, ws.exclude_task_sets)
+        assert len({r["task_id"] for r in rows}) == ws.num_demonstrations  # as many distinct tasks as it says
+        assert not {_world_key(r["task_id"]) for r in rows} & rl_worlds, ws.alias
+
+
 def test_held_out_templates_split_the_templates_the_same_way_for_every_seed():
     from skill_sd_trl.envs.appworld.environment import template_split
     from skill_sd_trl.envs.appworld.offline.tasks import TEMPLATES
