@@ -18,6 +18,7 @@ def main(argv):
     import torch
 
     from skill_sd_trl.cli import parse_train_args
+    from skill_sd_trl.rewards import REWARD_FUNCS, episode_reward_kwargs
     from skill_sd_trl.app.evaluation import load_for_eval
     from skill_sd_trl.rollout.multi_turn import ModelBackend, play_episodes
 
@@ -42,10 +43,10 @@ def main(argv):
                                 script.limits(), args.max_completion_length, env_name=script.env_name)
         records += recs
     solved = [sum(bool(r["success"]) for r in records[i:i + group]) for i in range(0, len(records), group)]
-    # GRPO's signal is a spread of the recipe's reward (which may be a partial score such as Comp.), not of success;
-    # the record keys the reward functions of skill_sd_trl.rewards read (through the rollout's env_* keys)
-    key = {"env": "reward", "success": "success", "completion": "completion"}[script.reward]
-    rewards = [[round(float(r[key]), 4) for r in records[i:i + group]] for i in range(0, len(records), group)]
+    # GRPO's signal is a spread of the recipe's reward (which may be a partial score such as Comp.), not of success:
+    # the recipe's own reward function, on what the rollout gives it
+    scores = REWARD_FUNCS[script.reward](None, **episode_reward_kwargs(records))
+    rewards = [[round(r, 4) for r in scores[i:i + group]] for i in range(0, len(scores), group)]
     lengths = tasks["solution_length"] if "solution_length" in tasks.column_names else [None] * len(tasks)
     print(f"| task | solution length | solved of {group} | rewards |\n|---|---|---|---|")
     for k, (n, length, rs) in enumerate(zip(solved, lengths, rewards, strict=True)):

@@ -25,3 +25,14 @@ def completion_reward(completions, env_completion=None, **kwargs) -> list[float]
     if env_completion is None:
         raise ValueError("completion_reward needs the rollout_func's `env_completion` key; use MultiTurnRollout.")
     return [float(c) for c in env_completion]
+
+
+#: The recipe's ``reward`` names (``SkillSDScriptArguments.reward``) and their functions.
+REWARD_FUNCS = {"env": env_reward, "success": success_reward, "completion": completion_reward}
+
+
+def episode_reward_kwargs(records: list[dict]) -> dict[str, list[float]]:
+    """The keys the reward functions read, from ``play_episodes``' records (what ``MultiTurnRollout`` returns)."""
+    return {"env_reward": [r["reward"] for r in records],
+            "env_success": [float(r["success"]) for r in records],
+            "env_completion": [r["completion"] for r in records]}

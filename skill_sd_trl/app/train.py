@@ -47,7 +47,6 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
 
     rollout = MultiTurnRollout(spec.make_env, script.limits(), env_name=spec.name,
                                kv_cache=script.rollout_kv_cache)
-    reward = {"env": rewards.env_reward, "success": rewards.success_reward, "completion": rewards.completion_reward}
 
     bank = None
     if script.skill_source == "bank":
@@ -60,7 +59,7 @@ def build_trainer(script: SkillSDScriptArguments, args: SkillSDConfig, model_arg
 
     trainer = SkillSDTrainer(
         model=model_path,
-        reward_funcs=reward[script.reward],
+        reward_funcs=rewards.REWARD_FUNCS[script.reward],
         args=args,
         train_dataset=train_dataset,
         quantization_config=get_quantization_config(model_args),

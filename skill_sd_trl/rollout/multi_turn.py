@@ -22,6 +22,7 @@ import torch
 
 from .. import trl_private
 from ..envs.base import RolloutLimits, TextEnv
+from ..rewards import episode_reward_kwargs
 from ..skills.trajectory import Trajectory, Turn
 from .prompts import append_to_last_message, prompt_text, task_id_of
 from .turn_cache import TurnCache
@@ -351,9 +352,7 @@ class BoundRollout:
             "logprobs": [e.logprobs for e in episodes] if use_logprobs else None,
             "env_mask": [e.env_mask for e in episodes],
             "episode": records,
-            "env_reward": [r["reward"] for r in records],
-            "env_success": [float(r["success"]) for r in records],
-            "env_completion": [r["completion"] for r in records],
+            **episode_reward_kwargs(records),
         }
 
 
