@@ -433,18 +433,22 @@ def test_cell_threads_split_the_cores_unless_the_thread_count_is_set():
 SHIPPED_CTX = SHIPPED.with_name("experiment_cpu_ctx.yaml")
 SHIPPED_DROPOUT = SHIPPED.with_name("experiment_cpu_dropout0.05.yaml")
 SHIPPED_HARDER = SHIPPED.with_name("experiment_cpu_harder.yaml")
+SHIPPED_APPWORLD = ROOT / "recipes" / "appworld_offline" / "experiments" / "experiment_cpu.yaml"
+SHIPPED_APPWORLD_BASE256 = SHIPPED_APPWORLD.with_name("experiment_cpu_base256.yaml")
 
 
 @pytest.mark.parametrize("config, folder", [(SHIPPED, "sokoban_cpu"), (SHIPPED_DROPOUT, "sokoban_cpu_dropout0.05"),
                                             (SHIPPED_CTX, "sokoban_cpu_ctx"),
-                                            (SHIPPED_HARDER, "sokoban_cpu_harder")])
+                                            (SHIPPED_HARDER, "sokoban_cpu_harder"),
+                                            (SHIPPED_APPWORLD, "appworld_offline_cpu"),
+                                            (SHIPPED_APPWORLD_BASE256, "appworld_offline_cpu_base256")])
 def test_committed_cells_match_the_shipped_experiment(config, folder):
     """bench/results holds finished cells of the shipped CPU experiments: changing an experiment must not leave them
     silently stale (the runner would refuse them; this says so at once, in CI)."""
     exp = ex.load_experiment(config)
     results = sorted((ROOT / "bench" / "results" / folder / "cells").glob("*/*/result.json"))
     assert exp.output_dir == Path("bench/results") / folder  # relative to the repository root
-    if config in (SHIPPED, SHIPPED_DROPOUT):
+    if config in (SHIPPED, SHIPPED_DROPOUT, SHIPPED_APPWORLD, SHIPPED_APPWORLD_BASE256):
         assert results
     for path in results:
         r = read_cell(path)  # cells of an earlier version (level_seed, test_levels) read as today's
@@ -452,19 +456,21 @@ def test_committed_cells_match_the_shipped_experiment(config, folder):
         assert r["final"]["step"] == exp.max_steps and r["machine"]["cpus"] >= 1
 
 
-@pytest.mark.parametrize("base, variant, changed", [
-    (SHIPPED, SHIPPED_DROPOUT, {"lora_dropout": (0.0, 0.05)}),
-    (SHIPPED, SHIPPED_HARDER, {"skip_train_samples": (None, 32)}),
+@pytest.mark.parametrize("base, variant, changed, task_sets", [
+    (SHIPPED, SHIPPED_DROPOUT, {"lora_dropout": (0.0, 0.05)}, [0]),
+    (SHIPPED, SHIPPED_HARDER, {"skip_train_samples": (None, 32)}, [0]),
     (SHIPPED_DROPOUT, SHIPPED_CTX, {"model_name_or_path": ("smollm2-135m-sokoban-base",
-                                                           "smollm2-135m-sokoban-base-ctx")}),
+                                                           "smollm2-135m-sokoban-base-ctx")}, [0]),
+    (SHIPPED_APPWORLD, SHIPPED_APPWORLD_BASE256, {"model_name_or_path": ("smollm2-135m-appworld-base",
+                                                                         "smollm2-135m-appworld-base-256")}, [0, 1]),
 ])
-def test_each_shipped_variant_changes_one_setting(base, variant, changed):
+def test_each_shipped_variant_changes_one_setting(base, variant, changed, task_sets):
     """experiment_cpu_dropout0.05.yaml is experiment_cpu.yaml as its committed cells ran (LoRA dropout 0.05);
-    experiment_cpu_harder.yaml trains on harder levels; experiment_cpu_ctx.yaml starts from another base. Every cell
-    they share with the file they come from trains the same recipe but for that one setting, and every other setting
-    of the experiment is the same."""
+    experiment_cpu_harder.yaml trains on harder levels; experiment_cpu_ctx.yaml starts from another base, as the app
+    world's experiment_cpu_base256.yaml does. Every cell they share with the file they come from trains the same
+    recipe but for that one setting, and every other setting of the experiment is the same."""
     a_exp, b_exp = ex.load_experiment(base), ex.load_experiment(variant)
-    assert set(b_exp.methods) <= set(a_exp.methods) and {"grpo", "skill_sd"} <= set(b_exp.methods)
+    assert set(b_exp.methods) == set(a_exp.methods) and {"grpo", "skill_sd"} <= set(b_exp.methods)  # inherited
     for method in b_exp.methods:
         a = ex.cell_recipe(a_exp, method, 0, 0, Path("."))
         b = ex.cell_recipe(b_exp, method, 0, 0, Path("."))
@@ -474,7 +480,7 @@ def test_each_shipped_variant_changes_one_setting(base, variant, changed):
         assert a == b, method
     for field in ("seeds", "max_steps", "eval_every", "eval", "reference_method", "summarizer_wait"):
         assert getattr(a_exp, field) == getattr(b_exp, field), field
-    assert b_exp.task_sets == [0]  # the variants ran on the first level set only
+    assert b_exp.task_sets == task_sets  # the Sokoban variants ran on the first level set only
 
 
 def _episode(success: bool, turns_valid: list[bool], stop: str) -> dict:
