@@ -166,8 +166,8 @@ def _fmt(values: list[float]) -> str:
 def test_table_equals_statistics_of_the_cell_files(matrix):
     out = matrix["out"]
     table = (out / ex.TABLE_FILE).read_text()
-    assert table.startswith("| method | n | test Acc. | test Comp. | Δ Acc. vs base | train Acc. | "
-                            "steps to grpo's final test Acc. | step time ×grpo | peak memory ×grpo |")
+    assert table.startswith("| method | n | test Acc. | test Comp. | Δ Acc. vs base | Δ Acc. vs grpo, paired | "
+                            "train Acc. | steps to grpo's final test Acc. | step time ×grpo | peak memory ×grpo |")
     rows = _rows(table.split("\n\n")[0])
     summary = json.loads((out / ex.RESULTS_FILE).read_text())["summary"]
     cells = {m: [result(out, m, s) for s in SEEDS] for m in METHODS}
@@ -178,15 +178,15 @@ def test_table_equals_statistics_of_the_cell_files(matrix):
         assert row[0] == "2"
         assert row[1] == _fmt([c["final"]["test_acc"] for c in mine])
         assert row[2] == _fmt([c["final"]["test_comp"] for c in mine])
-        assert row[4] == _fmt([c["final"]["train_acc"] for c in mine])
+        assert row[5] == _fmt([c["final"]["train_acc"] for c in mine])
         step = statistics.mean(c["mean_step_seconds"] for c in mine)
         mem = statistics.mean(c["peak_memory_mb"] for c in mine)
-        assert row[6] == f"{step / ref_step:.2f}" and row[7] == f"{mem / ref_mem:.2f}"
+        assert row[7] == f"{step / ref_step:.2f}" and row[8] == f"{mem / ref_mem:.2f}"
         s = summary["methods"][m]
         assert s["test_acc_std"] == pytest.approx(statistics.stdev(c["final"]["test_acc"] for c in mine))
         assert s["step_time_ratio"] == pytest.approx(step / ref_step)
         assert s["peak_memory_ratio"] == pytest.approx(mem / ref_mem)
-    assert rows["grpo"][6] == "1.00" and rows["grpo"][7] == "1.00"
+    assert rows["grpo"][7] == "1.00" and rows["grpo"][8] == "1.00" and rows["grpo"][4] == "–"
     base = [c["evals"][0]["test_acc"] for m in METHODS for c in cells[m]]
     assert rows["base model (step 0)"][:2] == ["4", _fmt(base)]
     assert "sample standard deviation (ddof=1)" in (out / ex.TABLE_FILE).read_text()
@@ -278,9 +278,11 @@ def test_aggregation_math_on_known_cells(tmp_path, tiny_model_path, capsys):
     assert main(["experiment", "--config", str(config), "--aggregate-only"]) == 0
     printed = capsys.readouterr().out
     rows = _rows((tmp_path / "out" / ex.TABLE_FILE).read_text().split("\n\n")[0])
-    assert rows["grpo"] == ["3", "40.0 ± 10.0", "20.0 ± 5.0", "+30.0", "50.0 ± 10.0", "2", "1.00", "1.00"]
+    assert rows["grpo"] == ["3", "40.0 ± 10.0", "20.0 ± 5.0", "+30.0", "–", "50.0 ± 10.0", "2", "1.00", "1.00"]
     sd_std = statistics.stdev([60, 70, 20])
+    # paired on each seed: 60 - 30, 70 - 50, 20 - 40 = +30, +20, -20: mean +10, sd sqrt(700); two above, one below
     assert rows["skill_sd"] == ["3", f"50.0 ± {sd_std:.1f}", f"25.0 ± {sd_std / 2:.1f}", "+40.0",
+                                f"+10.0 ± {math.sqrt(700.0):.1f} (2↑ 1↓ of 3)",
                                 f"60.0 ± {sd_std:.1f}", "1", f"{4.5 / 3.0:.2f}", f"{151.0 / 100.0:.2f}"]
     assert rows["base model (step 0)"][:2] == ["6", "10.0 ± 0.0"]
     assert "| skill_sd | 3 |" in printed
@@ -288,12 +290,19 @@ def test_aggregation_math_on_known_cells(tmp_path, tiny_model_path, capsys):
     assert summary["methods"]["skill_sd"]["test_acc_std"] == pytest.approx(math.sqrt(700.0))
     assert [r["mean"] for r in summary["methods"]["skill_sd"]["test_acc_curve"]] == pytest.approx([10, 40, 50])
     assert summary["methods"]["skill_sd"]["final_diagnostics"]["teacher/logp_gap"]["mean"] == pytest.approx(-0.1)
+    # Diagnostics table: each cell's mean over the steps that logged the key, then mean ± sd over cells. The fake
+    # cells log teacher/logp_gap = -0.1 * seed on both steps: cell values 0, -0.1, -0.2 -> -0.100 ± 0.100.
+    diagnostics = (tmp_path / "out" / ex.TABLE_FILE).read_text().split("Trainer diagnostics")[1]
+    assert "| method | gap, all | steps with teacher signal |" in diagnostics  # only the columns some cell logged
+    assert "| skill_sd | -0.100 ± 0.100 | 2.0 ± 0.0 |" in diagnostics
+    assert summary["methods"]["skill_sd"]["run_diagnostics"]["gap, all"]["value"] == pytest.approx(-0.1)
 
     # One seed only: no ± (n = 1), and a method that never reaches the reference's final Acc. says so.
     assert main(["experiment", "--config", str(config), "--aggregate-only", "--seeds", "2"]) == 0
     rows = _rows((tmp_path / "out" / ex.TABLE_FILE).read_text().split("\n\n")[0])
     assert rows["grpo"][:2] == ["1", "40.0"] and rows["skill_sd"][:2] == ["1", "20.0"]
-    assert rows["skill_sd"][5] == "not reached in 2"
+    assert rows["skill_sd"][4] == "-20.0 (0↑ 1↓ of 1)"  # one pair: no ±
+    assert rows["skill_sd"][6] == "not reached in 2"
 
 
 @pytest.mark.parametrize("change, argv, field", [

@@ -33,6 +33,21 @@ DIAGNOSTIC_PANELS = (
     ("skill coverage of the batch", ("skills/coverage",)),
     ("skill bank", ("skills/bank_size", "skills/added", "skills/duplicates")),
 )
+# Columns of table.md's diagnostics table (and results.json's ``run_diagnostics``, keyed by header): (header, trainer
+# log key, how a cell's steps reduce to one number). "mean" is over the steps that logged the key (a teacher metric is
+# logged only where the teacher scored), "final" the last such step, "count" how many there were.
+DIAGNOSTIC_COLUMNS = (
+    ("groups without reward spread", "frac_reward_zero_std", "mean"),
+    ("grad norm", "grad_norm", "mean"),
+    ("L_SDL a trajectory", "self_distillation/sdl_sequence", "mean"),
+    ("gap, all", "teacher/logp_gap", "mean"),
+    ("gap, solved", "teacher/logp_gap_success", "mean"),
+    ("gap, failed", "teacher/logp_gap_failure", "mean"),
+    ("gap, first turn", "teacher/logp_gap_first_turn", "mean"),
+    ("gap, later turns", "teacher/logp_gap_later_turns", "mean"),
+    ("steps with teacher signal", "teacher/logp_gap", "count"),
+    ("final skill coverage", "skills/coverage", "final"),
+)
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (ddof=1; None with fewer than 2 values)."""
@@ -69,6 +84,21 @@ def load_results(exp: Experiment, methods, seeds, task_sets) -> tuple[list[dict]
                 else:
                     missing.append((m, s, lv))
     return cells, missing
+
+
+def paired_differences(cells: list[dict], ref_cells: list[dict], key: str = "test_acc") -> list[float]:
+    """``final[key]`` of each cell minus the reference's on the same seed and task set (pairs only): the comparison
+    at equal seeds, which removes what a seed or a task set does to both methods alike."""
+    ref = {(r["seed"], r["task_set"]): r["final"][key] for r in ref_cells}
+    return [c["final"][key] - ref[(c["seed"], c["task_set"])] for c in cells if (c["seed"], c["task_set"]) in ref]
+
+
+def cell_diagnostic(cell: dict, key: str, reduce: str) -> float | None:
+    """One cell's value of a trainer metric over its steps (see :data:`DIAGNOSTIC_COLUMNS`); None if never logged."""
+    values = [s["log"][key] for s in cell["steps"] if s["log"].get(key) is not None]
+    if not values:
+        return None
+    return {"mean": lambda: mean_std(values)[0], "final": lambda: values[-1], "count": lambda: float(len(values))}[reduce]()
 
 
 def _curve(cells: list[dict], key: str = "test_acc") -> list[dict]:
@@ -113,6 +143,7 @@ def summarize(exp: Experiment, cells: list[dict], methods: list[str]) -> dict:
         if ref_final is not None:
             reach = next((r["step"] for r in curve if r["mean"] >= ref_final - 1e-9), None)
         deltas = [c["final"]["test_acc"] - c["evals"][0]["test_acc"] for c in mine if c["evals"][0]["step"] == 0]
+        paired = paired_differences(mine, ref_cells) if ref and m != ref else []
         diagnostics = {}
         for c in mine:
             last = c["steps"][-1]["log"] if c["steps"] else {}
@@ -126,6 +157,8 @@ def summarize(exp: Experiment, cells: list[dict], methods: list[str]) -> dict:
             **_ms("test_comp", [f["test_comp"] for f in finals]),
             **_ms("train_acc", [f["train_acc"] for f in finals]),
             **_ms("delta_acc", deltas),
+            **_ms("paired_delta_acc", paired), "paired_n": len(paired),
+            "paired_above": sum(d > 0 for d in paired), "paired_below": sum(d < 0 for d in paired),
             **{k: v for s in exp.eval.extra_splits for m in ("acc", "comp")
                for k, v in _ms(f"{s}_{m}", [f.get(f"{s}_{m}") for f in finals]).items()},
             "steps_to_reference_final_acc": reach,
@@ -138,6 +171,8 @@ def summarize(exp: Experiment, cells: list[dict], methods: list[str]) -> dict:
             "test_acc_curve": curve, "test_comp_curve": _curve(mine, "test_comp"),
             "final_diagnostics": {k: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "n": len(v)}
                                   for k, v in sorted(diagnostics.items())},
+            "run_diagnostics": {header: _ms("value", [cell_diagnostic(c, key, reduce) for c in mine])
+                                for header, key, reduce in DIAGNOSTIC_COLUMNS},
         }
     summary["reference_final_test_acc"] = ref_final
     return summary
@@ -178,13 +213,13 @@ def format_table(exp: Experiment, summary: dict) -> str:
     """The paper-style Markdown table (percentages; ratios to the reference method)."""
     ref = summary["reference_method"] or exp.reference_method
     extra = [f"{s}_{m}" for s in exp.eval.extra_splits for m in ("acc", "comp")]
-    headers = ["method", "n", "test Acc.", "test Comp.", "Δ Acc. vs base", "train Acc.",
+    headers = ["method", "n", "test Acc.", "test Comp.", "Δ Acc. vs base", f"Δ Acc. vs {ref}, paired", "train Acc.",
                *(f"{k.rsplit('_', 1)[0]} {'Acc.' if k.endswith('acc') else 'Comp.'}" for k in extra),
                f"steps to {ref}'s final test Acc.", f"step time ×{ref}", f"peak memory ×{ref}"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * len(headers)) + "|"]
     b = summary["base"]
     lines.append("| " + " | ".join(["base model (step 0)", str(b["n"]), _pm(b["test_acc"], b["test_acc_std"]),
-                                    _pm(b["test_comp"], b["test_comp_std"]), "–",
+                                    _pm(b["test_comp"], b["test_comp_std"]), "–", "–",
                                     _pm(b["train_acc"], b["train_acc_std"]),
                                     *(_pm(b[k], b[f"{k}_std"]) for k in extra), "–", "–", "–"]) + " |")
     for m, s in summary["methods"].items():
@@ -194,10 +229,39 @@ def format_table(exp: Experiment, summary: dict) -> str:
             else str(s["steps_to_reference_final_acc"]))
         ratio = lambda r: "–" if r is None else f"{r:.2f}"  # noqa: E731
         lines.append("| " + " | ".join([m, str(s["n"]), _pm(s["test_acc"], s["test_acc_std"]),
-                                        _pm(s["test_comp"], s["test_comp_std"]), delta,
+                                        _pm(s["test_comp"], s["test_comp_std"]), delta, _paired(s),
                                         _pm(s["train_acc"], s["train_acc_std"]),
                                         *(_pm(s[k], s[f"{k}_std"]) for k in extra), reach,
                                         ratio(s["step_time_ratio"]), ratio(s["peak_memory_ratio"])]) + " |")
+    return "\n".join(lines)
+
+
+def _paired(s: dict) -> str:
+    if not s.get("paired_n"):
+        return "–"
+    mean, std = s["paired_delta_acc"], s["paired_delta_acc_std"]
+    value = f"{mean:+.1f}" if std is None else f"{mean:+.1f} ± {std:.1f}"
+    return f"{value} ({s['paired_above']}↑ {s['paired_below']}↓ of {s['paired_n']})"
+
+
+def format_diagnostics(summary: dict) -> str:
+    """The trainer's diagnostics per method (mean ± std over its cells), the columns some method logged."""
+    methods = summary["methods"]
+    columns = [h for h, _, _ in DIAGNOSTIC_COLUMNS
+               if any(s["run_diagnostics"][h]["value"] is not None for s in methods.values())]
+    if not columns:
+        return ""
+
+    def fmt(d: dict) -> str:
+        mean, std = d["value"], d["value_std"]
+        if mean is None:
+            return "–"
+        digits = 3 if abs(mean) < 1 else 1
+        return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+    lines = ["| method | " + " | ".join(columns) + " |", "|" + "|".join(["---"] * (len(columns) + 1)) + "|"]
+    lines += ["| " + " | ".join([m, *(fmt(s["run_diagnostics"][h]) for h in columns)]) + " |"
+              for m, s in methods.items()]
     return "\n".join(lines)
 
 
@@ -208,8 +272,10 @@ def table_notes(exp: Experiment, summary: dict, cells: list[dict], missing) -> s
         f"Final step {exp.max_steps} (equal optimizer steps for every method); Acc./Comp. in %, greedy, plain prompt, "
         f"held-out tasks (eval.test_tasks={exp.eval.test_tasks}); n = cells (seeds × task sets) per row; "
         f"± is the sample standard deviation (ddof=1), shown only when n ≥ 2 (n here: {', '.join(map(str, ns))}).",
-        "Δ Acc. vs base: mean over cells of (final − step-0) test Acc.; steps to the reference's final Acc.: first "
-        "evaluated step where the method's mean curve reaches the reference's final mean.",
+        "Δ Acc. vs base: mean over cells of (final − step-0) test Acc.; Δ Acc. vs the reference, paired: mean ± std "
+        "over the seed:task-set pairs both ran of (method − reference) final test Acc., with how many pairs ended "
+        "above (↑) and below (↓) it; steps to the reference's final Acc.: first evaluated step where the method's "
+        "mean curve reaches the reference's final mean.",
         f"Ratios: each of the method's cells divided by the mean of the reference's cells on the same machine, "
         f"averaged over the method's cells (step time: training seconds per optimizer step, evaluation excluded; "
         f"memory: peak {'/'.join(kinds)} of the cell's process).",
@@ -318,6 +384,10 @@ def aggregate(exp: Experiment, methods: list[str], seeds: list[int], task_sets: 
     summary = summarize(exp, cells, methods)
     table = format_table(exp, summary)
     notes = table_notes(exp, summary, cells, missing)
+    diagnostics = format_diagnostics(summary)
+    if diagnostics:
+        notes += ("\n\nTrainer diagnostics, mean ± std over each method's cells of a cell's mean over the steps that "
+                  "logged it (teacher metrics: steps where the teacher scored; coverage: the last step):\n\n" + diagnostics)
     out = exp.output_dir
     atomic_write(out / TABLE_FILE, lambda f: f.write(table + "\n\n" + notes + "\n"))
     pngs = write_curves(exp, summary, out)
