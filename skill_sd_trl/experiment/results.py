@@ -203,10 +203,10 @@ def _ms(name: str, values) -> dict:
     return {name: mean, f"{name}_std": std}
 
 
-def _pm(mean, std) -> str:
+def _pm(mean, std, digits: int = 1) -> str:
     if mean is None:
         return "–"
-    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def format_table(exp: Experiment, summary: dict) -> str:
@@ -252,12 +252,8 @@ def format_diagnostics(summary: dict) -> str:
     if not columns:
         return ""
 
-    def fmt(d: dict) -> str:
-        mean, std = d["value"], d["value_std"]
-        if mean is None:
-            return "–"
-        digits = 3 if abs(mean) < 1 else 1
-        return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    def fmt(d: dict) -> str:  # log-prob gaps and fractions need three decimals, counts and nats one
+        return _pm(d["value"], d["value_std"], 3 if d["value"] is not None and abs(d["value"]) < 1 else 1)
 
     lines = ["| method | " + " | ".join(columns) + " |", "|" + "|".join(["---"] * (len(columns) + 1)) + "|"]
     lines += ["| " + " | ".join([m, *(fmt(s["run_diagnostics"][h]) for h in columns)]) + " |"
